@@ -1,0 +1,112 @@
+"""Pre-training of the embedded base model: arithmetic facts and direct answers, never a worked solution.
+
+Why: the paper's models are pre-trained before SFT. Here pre-training teaches the facts that every step of a
+chain is made of ('16+7=23', '23-4=19', '7*8=56') and the answer format on one-operation problems
+('3+4=\\boxed{7}'). The base model can then be evaluated and trained with RL (it answers longer chains directly,
+occasionally right), while only SFT teaches the step-by-step procedure.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from quagmire.world.problems import FAMILIES, PRETRAIN_LEVEL, sample_problem
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PretrainSettings:
+    steps: int = 600
+    batch_size: int = 64
+    lr: float = 3e-3
+    warmup_steps: int = 30
+    seed: int = 0
+    direct_problems: int = 2000
+    max_term: int = 9
+    max_left: int = 60
+
+
+def arithmetic_facts(max_left: int, max_term: int) -> list[str]:
+    """Every fact a step of a chain can need: 'x+d', 'x-d' (x up to `max_left`, d up to `max_term`), 'a*b'."""
+    facts = []
+    for x in range(max_left + 1):
+        for d in range(1, max_term + 1):
+            facts.append(f"{x}+{d}={x + d}")
+            if x >= d:
+                facts.append(f"{x}-{d}={x - d}")
+            if x <= max_term:
+                facts.append(f"{x}*{d}={x * d}")
+    return facts
+
+
+def direct_problems(rng: random.Random, count: int, max_term: int) -> list[str]:
+    """One-operation problems answered directly ('3+4=\\boxed{7}'): the answer format, no procedure."""
+    out = []
+    for i in range(count):
+        problem = sample_problem(rng, FAMILIES[i % len(FAMILIES)], PRETRAIN_LEVEL, max_term)
+        out.append(f"{problem.question}\\boxed{{{problem.answer}}}")
+    return out
+
+
+def pretrain_corpus(settings: PretrainSettings) -> list[str]:
+    """The pre-training lines: arithmetic facts plus direct-answer one-operation problems."""
+    facts = arithmetic_facts(settings.max_left, settings.max_term)
+    return facts + direct_problems(random.Random(settings.seed), settings.direct_problems, settings.max_term)
+
+
+def pretrain(model, tokenizer, corpus: Sequence[str], settings: PretrainSettings, log_every: int = 50) -> dict:
+    """Train `model` as a causal LM on `corpus` lines (each followed by EOS); returns loss statistics.
+
+    A plain loop rather than a Trainer: pre-training is not part of the study's method, and the loop is a few
+    lines of real torch that run in about a minute on a CPU.
+    """
+    import torch
+
+    torch.manual_seed(settings.seed)
+    rng = random.Random(settings.seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=0.0)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min(1.0, (s + 1) / max(1, settings.warmup_steps))
+    )
+    model.train()
+    losses: list[float] = []
+    start = time.monotonic()
+    for step in range(settings.steps):
+        batch = [corpus[rng.randrange(len(corpus))] + tokenizer.eos_token for _ in range(settings.batch_size)]
+        enc = tokenizer(batch, return_tensors="pt", padding=True)
+        labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
+        loss = model(**enc, labels=labels).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+        if (step + 1) % log_every == 0 or step + 1 == settings.steps:
+            recent = losses[-log_every:]
+            log.info("pretrain step %d/%d loss %.4f", step + 1, settings.steps, sum(recent) / len(recent))
+    model.eval()
+    tail = losses[-max(1, settings.steps // 10) :]
+    return {
+        "steps": settings.steps,
+        "first_loss": losses[0] if losses else math.nan,
+        "final_loss": sum(tail) / len(tail) if tail else math.nan,
+        "seconds": round(time.monotonic() - start, 2),
+        "corpus_lines": len(corpus),
+    }
+
+
+def save_base(model, tokenizer, out: Path, stats: dict) -> None:
+    """Save model + tokenizer in Hugging Face format (safetensors), as a hub snapshot would look."""
+    from quagmire.io import write_json
+
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    write_json(out / "pretrain_stats.json", stats)
