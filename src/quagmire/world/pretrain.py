@@ -1,9 +1,9 @@
-"""Pre-training of the embedded base model: arithmetic facts and direct answers, never a worked solution.
+"""Pre-training of the embedded base model: one-digit facts and direct answers, never a worked solution.
 
-Why: the paper's models are pre-trained before SFT. Here pre-training teaches the facts that every step of a
-chain is made of ('16+7=23', '23-4=19', '7*8=56') and the answer format on one-operation problems
-('3+4=\\boxed{7}'). The base model can then be evaluated and trained with RL (it answers longer chains directly,
-occasionally right), while only SFT teaches the step-by-step procedure.
+Why: the paper's models are pre-trained before SFT. Here pre-training teaches the one-digit facts that every column
+step is made of ('5+6+1=12', '13-8=5', '4*6+2=26') and the answer format on one-digit problems ('3+4=\\boxed{7}').
+The base model can then be evaluated and trained with RL (it answers multi-digit problems directly, occasionally
+right), while only SFT teaches the column procedure.
 """
 
 from __future__ import annotations
@@ -25,40 +25,36 @@ log = logging.getLogger(__name__)
 class PretrainSettings:
     steps: int = 600
     batch_size: int = 64
-    lr: float = 3e-3
+    lr: float = 1e-3
     warmup_steps: int = 30
     seed: int = 0
-    direct_problems: int = 2000
-    max_term: int = 9
-    max_left: int = 60
+    direct_problems: int = 1000
 
 
-def arithmetic_facts(max_left: int, max_term: int) -> list[str]:
-    """Every fact a step of a chain can need: 'x+d', 'x-d' (x up to `max_left`, d up to `max_term`), 'a*b'."""
+def digit_facts() -> list[str]:
+    """Every one-digit fact a column step can need: 'x+y', 'x+y+1', '1x-y', 'x*y', 'x*y+c'."""
     facts = []
-    for x in range(max_left + 1):
-        for d in range(1, max_term + 1):
-            facts.append(f"{x}+{d}={x + d}")
-            if x >= d:
-                facts.append(f"{x}-{d}={x - d}")
-            if x <= max_term:
-                facts.append(f"{x}*{d}={x * d}")
-    return facts
+    for x in range(10):
+        for y in range(10):
+            facts += [f"{x}+{y}={x + y}", f"{x}+{y}+1={x + y + 1}", f"{x}*{y}={x * y}"]
+            top = x + 10 if x < y else x
+            facts.append(f"{top}-{y}={top - y}")
+            facts += [f"{x}*{y}+{c}={x * y + c}" for c in range(1, 9)]
+    return sorted(set(facts))
 
 
-def direct_problems(rng: random.Random, count: int, max_term: int) -> list[str]:
+def direct_problems(rng: random.Random, count: int) -> list[str]:
     """One-operation problems answered directly ('3+4=\\boxed{7}'): the answer format, no procedure."""
     out = []
     for i in range(count):
-        problem = sample_problem(rng, FAMILIES[i % len(FAMILIES)], PRETRAIN_LEVEL, max_term)
+        problem = sample_problem(rng, FAMILIES[i % len(FAMILIES)], PRETRAIN_LEVEL)
         out.append(f"{problem.question}\\boxed{{{problem.answer}}}")
     return out
 
 
 def pretrain_corpus(settings: PretrainSettings) -> list[str]:
     """The pre-training lines: arithmetic facts plus direct-answer one-operation problems."""
-    facts = arithmetic_facts(settings.max_left, settings.max_term)
-    return facts + direct_problems(random.Random(settings.seed), settings.direct_problems, settings.max_term)
+    return digit_facts() + direct_problems(random.Random(settings.seed), settings.direct_problems)
 
 
 def pretrain(model, tokenizer, corpus: Sequence[str], settings: PretrainSettings, log_every: int = 50) -> dict:
@@ -76,6 +72,7 @@ def pretrain(model, tokenizer, corpus: Sequence[str], settings: PretrainSettings
         optimizer, lambda s: min(1.0, (s + 1) / max(1, settings.warmup_steps))
     )
     model.train()
+    tokenizer.padding_side = "right"  # as SFT batches are padded: sequences start at position 0
     losses: list[float] = []
     start = time.monotonic()
     for step in range(settings.steps):
@@ -93,6 +90,7 @@ def pretrain(model, tokenizer, corpus: Sequence[str], settings: PretrainSettings
             recent = losses[-log_every:]
             log.info("pretrain step %d/%d loss %.4f", step + 1, settings.steps, sum(recent) / len(recent))
     model.eval()
+    tokenizer.padding_side = "left"
     tail = losses[-max(1, settings.steps // 10) :]
     return {
         "steps": settings.steps,

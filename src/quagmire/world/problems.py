@@ -1,110 +1,142 @@
-"""The embedded synthetic math world: verifiable arithmetic problems with worked solutions.
+"""The embedded synthetic math world: verifiable column-arithmetic problems with worked solutions.
 
 Why a synthetic world: the study needs models that can be trained (SFT, then GRPO), sampled many times and graded
-on a laptop CPU with no downloads. Chains of one-digit operations evaluated left to right have what the paper's
-setting needs at tiny scale: a gold answer for every problem; a step-by-step procedure that a 1M-parameter model
-learns partially (so pass@k >> pass@1 and RL has signal); difficulty levels (the number of operations, where
-each extra step is one more chance to slip); and two solution styles, short and long, that make length-based
-SFT subsets differ in more than length.
+on a laptop CPU with no downloads. Column arithmetic has what the paper's setting needs at tiny scale: a gold
+answer for every problem; a step-by-step procedure built from one-digit facts that a 1M-parameter model learns
+partially (so pass@k >> pass@1 and RL has signal); difficulty levels (the number of digits: each column is one
+more chance to slip); and two solution styles, short and long, so that length-based SFT subsets differ in more
+than length.
 
-Families: `sum` (9+3+5+2), `signed` (9-3+5-2, never below zero), `muladd` (7*8+3-4: a product, then a chain).
+Families: `add` (59+63), `sub` (63-59, never negative), `mul` (47*6, by one digit).
 Every solution ends in `\\boxed{answer}`, so the same grader as for the paper's benchmarks applies.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-FAMILIES = ("sum", "signed", "muladd")
+FAMILIES = ("add", "sub", "mul")
 STYLES = ("short", "long")
-PRETRAIN_LEVEL = 1  # one-operation problems belong to pre-training, never to a pool
+PRETRAIN_LEVEL = 1  # one-digit problems belong to pre-training, never to a pool
+
+_OPERATOR = {"add": "+", "sub": "-", "mul": "*"}
+_APPLY: dict[str, Callable[[int, int], int]] = {
+    "add": lambda a, b: a + b,
+    "sub": lambda a, b: a - b,
+    "mul": lambda a, b: a * b,
+}
 
 
 @dataclass(frozen=True)
 class Problem:
-    """A chain `terms[0] ops[0] terms[1] ...`; `level` = number of operations."""
+    """`a op b`; `level` = number of digits of `a` (and of `b` for add/sub)."""
 
     family: str
-    terms: tuple[int, ...]
-    ops: tuple[str, ...]
-
-    @property
-    def level(self) -> int:
-        return len(self.ops)
+    level: int
+    a: int
+    b: int
 
     @property
     def question(self) -> str:
         """The prompt text the model sees (the plain template adds nothing around it)."""
-        parts = [str(self.terms[0])]
-        for op, term in zip(self.ops, self.terms[1:], strict=True):
-            parts.append(f"{op}{term}")
-        return "".join(parts) + "="
+        return f"{self.a}{_OPERATOR[self.family]}{self.b}="
 
     @property
     def key(self) -> str:
         """Identity across pools: two problems are the same iff their questions are."""
         return self.question
 
-    def steps(self) -> list[tuple[str, int]]:
-        """Left-to-right evaluation: [('9-3', 6), ('6+5', 11), ...]."""
-        value, out = self.terms[0], []
-        for op, term in zip(self.ops, self.terms[1:], strict=True):
-            new = value * term if op == "*" else value + term if op == "+" else value - term
-            out.append((f"{value}{op}{term}", new))
-            value = new
-        return out
-
     @property
     def answer(self) -> int:
-        return self.steps()[-1][1]
+        return _APPLY[self.family](self.a, self.b)
+
+    def columns(self) -> list[tuple[str, int]]:
+        """The column steps, right to left: ('5+6+1', 12) is a column with an incoming carry of 1."""
+        return _COLUMNS[self.family](self.a, self.b)
+
+
+def _digits(x: int, width: int) -> list[int]:
+    """Digits of x, least significant first, zero-padded to `width`."""
+    return [(x // 10**i) % 10 for i in range(width)]
+
+
+def _add_columns(a: int, b: int) -> list[tuple[str, int]]:
+    width = max(len(str(a)), len(str(b)))
+    steps, carry = [], 0
+    for x, y in zip(_digits(a, width), _digits(b, width), strict=True):
+        total = x + y + carry
+        steps.append((f"{x}+{y}" + (f"+{carry}" if carry else ""), total))
+        carry = total // 10
+    return steps
+
+
+def _sub_columns(a: int, b: int) -> list[tuple[str, int]]:
+    width = len(str(a))
+    steps, borrow = [], 0
+    for x, y in zip(_digits(a, width), _digits(b, width), strict=True):
+        top = x - borrow
+        borrow = 1 if top < y else 0
+        steps.append((f"{top + 10 * borrow}-{y}", top + 10 * borrow - y))
+    return steps
+
+
+def _mul_columns(a: int, b: int) -> list[tuple[str, int]]:
+    steps, carry = [], 0
+    for x in _digits(a, len(str(a))):
+        total = x * b + carry
+        steps.append((f"{x}*{b}" + (f"+{carry}" if carry else ""), total))
+        carry = total // 10
+    return steps
+
+
+_COLUMNS = {"add": _add_columns, "sub": _sub_columns, "mul": _mul_columns}
 
 
 def solution(problem: Problem, style: str) -> str:
-    """A worked solution in `style`, reducing the chain one operation at a time.
+    """A worked solution, one column per step, each step ending in the answer digits written so far.
 
-    'short' writes only the successive states ('6+5-2=11-2=9'); 'long' also states each fact and what remains
-    ('9-3=6, leaving 6+5-2; ...'). Both end in the boxed answer.
+    'short': '9+3=12:2,5+6+1=12:122 \\boxed{122}'. 'long' narrates the same steps:
+    'columns from the right: 9+3=12 write 2 carry 1 so far 2, 5+6+1=12 write 12 so far 122, answer \\boxed{122}'.
+    Carrying the partial result along keeps every step local, which is what a tiny model can learn.
     """
     boxed = f"\\boxed{{{problem.answer}}}"
-    steps = problem.steps()
-    rests = [_chain(value, problem.ops[i + 1 :], problem.terms[i + 2 :]) for i, (_, value) in enumerate(steps)]
+    steps = problem.columns()
+    partials, written = [], ""
+    for i, (_, value) in enumerate(steps):
+        last = i == len(steps) - 1
+        written = (str(value) if last else str(value % 10)) + written
+        partials.append(str(int(written)) if last else written)
     if style == "short":
-        return "=".join(rests) + f" {boxed}"
+        return ",".join(f"{e}={v}:{p}" for (e, v), p in zip(steps, partials, strict=True)) + f" {boxed}"
     if style == "long":
-        narrated = "; ".join(f"{e}={v}, leaving {rest}" for (e, v), rest in zip(steps, rests, strict=True))
-        return f"{narrated}; so {boxed}"
+        parts = []
+        for i, ((expr, value), partial) in enumerate(zip(steps, partials, strict=True)):
+            last = i == len(steps) - 1
+            carry = "" if last or problem.family == "sub" or value < 10 else f" carry {value // 10}"
+            parts.append(f"{expr}={value} write {value if last else value % 10}{carry} so far {partial}")
+        return "columns from the right: " + ", ".join(parts) + f", answer {boxed}"
     raise ValueError(f"unknown solution style {style!r} (known: {', '.join(STYLES)})")
 
 
-def _chain(first: int, ops: tuple[str, ...], terms: tuple[int, ...]) -> str:
-    return str(first) + "".join(f"{op}{t}" for op, t in zip(ops, terms, strict=True))
-
-
-def sample_problem(rng: random.Random, family: str, level: int, max_term: int = 9) -> Problem:
-    """Draw one problem of `family` with `level` operations on terms from 1 to `max_term`."""
+def sample_problem(rng: random.Random, family: str, level: int) -> Problem:
+    """Draw one problem of `family` whose operand(s) have `level` digits."""
     if level < 1:
         raise ValueError(f"level must be >= 1 (got {level})")
-    terms = [rng.randint(1, max_term) for _ in range(level + 1)]
-    if family == "sum":
-        return Problem(family, tuple(terms), ("+",) * level)
-    if family in ("signed", "muladd"):
-        ops: list[str] = []
-        value = terms[0]
-        for i, term in enumerate(terms[1:]):
-            if family == "muladd" and i == 0:
-                op = "*"
-            else:
-                op = "-" if value >= term and rng.random() < 0.5 else "+"
-            ops.append(op)
-            value = value * term if op == "*" else value + term if op == "+" else value - term
-        return Problem(family, tuple(terms), tuple(ops))
+    lo, hi = (0 if level == 1 else 10 ** (level - 1)), 10**level - 1
+    if family == "add":
+        return Problem(family, level, rng.randint(lo, hi), rng.randint(lo, hi))
+    if family == "sub":
+        a, b = rng.randint(lo, hi), rng.randint(lo, hi)
+        return Problem(family, level, max(a, b), min(a, b))
+    if family == "mul":
+        return Problem(family, level, rng.randint(lo, hi), rng.randint(2, 9))
     raise ValueError(f"unknown problem family {family!r} (known: {', '.join(FAMILIES)})")
 
 
 def unique_problems(
-    rng: random.Random, mix: list[tuple[str, int]], count: int, taken: set[str], max_term: int = 9
+    rng: random.Random, mix: list[tuple[str, int]], count: int, taken: set[str]
 ) -> Iterator[Problem]:
     """Yield `count` problems cycling through (family, level) pairs, skipping any key already in `taken`.
 
@@ -115,8 +147,8 @@ def unique_problems(
         family, level = mix[attempts % len(mix)]
         attempts += 1
         if attempts > 200 * count + 1000:
-            raise ValueError(f"cannot draw {count} unique problems from {mix}: the space is too small")
-        problem = sample_problem(rng, family, level, max_term)
+            raise ValueError(f"cannot draw {count} unique problems from {sorted(set(mix))}: the space is too small")
+        problem = sample_problem(rng, family, level)
         if problem.key in taken:
             continue
         taken.add(problem.key)

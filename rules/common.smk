@@ -1,0 +1,87 @@
+# Shared helpers: config validation (before any job starts), paths, and param builders.
+# Rules stay thin; everything here is naming and wiring, no study logic.
+import json
+import os
+import sys
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))  # a checkout works even before `pip install -e .`
+from quagmire.config import recipe_settings, subset_name, validate_config  # noqa: E402
+from quagmire.errors import QuagmireError  # noqa: E402
+
+try:
+    _resolved = validate_config(config, source="the merged config (config/config.yaml and --configfile/--config)")
+except QuagmireError as _err:
+    raise WorkflowError(str(_err)) from None
+config.clear()
+config.update(_resolved)
+validate(config, Path(workflow.basedir) / "config" / "schema.yaml", set_default=True)
+
+# The `quagmire` CLI next to the interpreter running Snakemake wins over any other on PATH
+# (a conda env activated by --use-conda is prepended by Snakemake and wins over this one).
+os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+if config["base_model"]["source"] == "embedded":
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+STUDY = config["study"]
+R = f"results/{STUDY}"
+LOGS = f"logs/{STUDY}"
+RECIPES = list(config["sft"]["recipes"])
+RL_RUNS = RECIPES + (["base"] if config["rl"]["from_base"] else [])
+BENCHMARKS = list(config["world"]["benchmarks"])
+POOLS = ["sft", "heldout", "rl"]
+FIGURES = config["plots"]["figures"]
+SAMPLING_KEYS = ("n", "temperature", "top_p", "max_new_tokens", "seed", "prompts_per_call")
+
+
+wildcard_constraints:
+    recipe=r"[A-Za-z0-9_]+",
+    run=r"[A-Za-z0-9_]+",
+    stage=r"base|sft|rl",
+    benchmark=r"[A-Za-z0-9_.-]+",
+    strategy=r"random|shortest|longest|mix",
+    n=r"\d+",
+
+
+def as_json(obj):
+    """Params are JSON strings: what a job runs with is visible in the shell command and its log."""
+    return json.dumps(obj, sort_keys=True)
+
+
+def model_dir(wildcards):
+    """The checkpoint folder an evaluation reads: base model, SFT recipe, or GRPO run."""
+    if wildcards.stage == "base":
+        return f"{R}/models/base"
+    return f"{R}/{wildcards.stage}/{wildcards.run}"
+
+
+def rl_parent(wildcards):
+    """GRPO starts from an SFT checkpoint, or from the base model for the run named 'base'."""
+    return f"{R}/models/base" if wildcards.run == "base" else f"{R}/sft/{wildcards.run}"
+
+
+def subset_file(wildcards):
+    recipe = config["sft"]["recipes"][wildcards.recipe]
+    return f"{R}/data/subsets/{subset_name(recipe)}.parquet"
+
+
+def sft_settings(wildcards):
+    return as_json(recipe_settings(config, wildcards.recipe))
+
+
+def evaluated_models():
+    """(stage, run) of every evaluated model: the base, each SFT recipe, each GRPO run."""
+    return [("base", "base")] + [("sft", r) for r in RECIPES] + [("rl", r) for r in RL_RUNS]
+
+
+def final_outputs():
+    return [
+        f"{R}/tables/tidy.csv",
+        f"{R}/tables/predictors.csv",
+        *[f"{R}/figures/{name}.{config['plots']['format']}" for name in FIGURES],
+    ]

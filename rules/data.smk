@@ -1,0 +1,37 @@
+rule world:
+    """Draw the embedded world's pools (SFT, held-out, RL) and benchmarks, disjoint, with an audit."""
+    output:
+        pools=expand("{R}/data/{pool}.parquet", R=R, pool=POOLS),
+        benchmarks=expand("{R}/data/benchmarks/{benchmark}.parquet", R=R, benchmark=BENCHMARKS),
+        audit=f"{R}/data/audit.json",
+    params:
+        settings=as_json({"world": config["world"], "seed": config["seed"]}),
+        outdir=f"{R}/data",
+    log:
+        f"{LOGS}/data/world.log",
+    conda:
+        "../envs/train.yaml"
+    resources:
+        mem_mb=2000,
+    shell:
+        "quagmire world --settings {params.settings:q} --out-dir {params.outdir} > {log} 2>&1"
+
+
+rule subset:
+    """One SFT subset: random, shortest, longest or mix N of the pool, by response length in tokens."""
+    input:
+        pool=f"{R}/data/sft.parquet",
+        tokenizer=f"{R}/models/tokenizer",
+    output:
+        f"{R}/data/subsets/{{strategy}}-{{n}}.parquet",
+    params:
+        seed=config["seed"],
+    log:
+        f"{LOGS}/data/subset-{{strategy}}-{{n}}.log",
+    conda:
+        "../envs/train.yaml"
+    resources:
+        mem_mb=2000,
+    shell:
+        "quagmire subset --pool {input.pool} --tokenizer {input.tokenizer} --strategy {wildcards.strategy} "
+        "--n {wildcards.n} --seed {params.seed} --out {output} > {log} 2>&1"

@@ -1,0 +1,61 @@
+rule sample:
+    """Draw n completions per problem from one model on one benchmark (Hugging Face generate, batched)."""
+    input:
+        model=model_dir,
+        benchmark=f"{R}/data/benchmarks/{{benchmark}}.parquet",
+    output:
+        f"{R}/eval/{{stage}}/{{run}}/{{benchmark}}.samples.parquet",
+    params:
+        settings=as_json({k: config["eval"][k] for k in SAMPLING_KEYS}),
+    threads: config["threads"]
+    log:
+        f"{LOGS}/eval/{{stage}}/{{run}}/{{benchmark}}.sample.log",
+    conda:
+        "../envs/sample.yaml"
+    resources:
+        mem_mb=4000,
+    shell:
+        "quagmire sample --model {input.model} --benchmark {input.benchmark} --settings {params.settings:q} "
+        "--out {output} --threads {threads} > {log} 2>&1"
+
+
+rule grade:
+    """Grade every sample with math-verify (gold first), hard timeout per item in worker processes."""
+    input:
+        samples=f"{R}/eval/{{stage}}/{{run}}/{{benchmark}}.samples.parquet",
+        benchmark=f"{R}/data/benchmarks/{{benchmark}}.parquet",
+    output:
+        f"{R}/eval/{{stage}}/{{run}}/{{benchmark}}.grades.parquet",
+    params:
+        timeout=config["eval"]["grading_timeout_s"],
+        workers=config["eval"]["grading_workers"],
+    log:
+        f"{LOGS}/eval/{{stage}}/{{run}}/{{benchmark}}.grade.log",
+    conda:
+        "../envs/grade.yaml"
+    resources:
+        mem_mb=2000,
+    shell:
+        "quagmire grade --samples {input.samples} --benchmark {input.benchmark} --out {output} "
+        "--timeout {params.timeout} --workers {params.workers} > {log} 2>&1"
+
+
+rule score:
+    """avg@n, pass@k (k = 1, 2, 4, ..., n), maj@n and status counts per benchmark, plus the macro average."""
+    input:
+        grades=expand("{R}/eval/{{stage}}/{{run}}/{benchmark}.grades.parquet", R=R, benchmark=BENCHMARKS),
+    output:
+        f"{R}/eval/{{stage}}/{{run}}/metrics.json",
+    params:
+        grades=lambda w, input: " ".join(f"{b}={p}" for b, p in zip(BENCHMARKS, input.grades)),
+        extra_ks=" ".join(str(k) for k in config["eval"]["extra_ks"]),
+        bootstrap=config["eval"]["bootstrap"],
+    log:
+        f"{LOGS}/eval/{{stage}}/{{run}}/score.log",
+    conda:
+        "../envs/grade.yaml"
+    resources:
+        mem_mb=1000,
+    shell:
+        "quagmire score --grades {params.grades} --extra-ks {params.extra_ks} --bootstrap {params.bootstrap} "
+        "--out {output} > {log} 2>&1"

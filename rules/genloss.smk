@@ -1,0 +1,20 @@
+rule genloss:
+    """Generalization loss: SFT loss of the saved post-SFT checkpoint on the held-out split."""
+    input:
+        model=f"{R}/sft/{{recipe}}",
+        heldout=f"{R}/data/heldout.parquet",
+    output:
+        f"{R}/genloss/{{recipe}}.json",
+    params:
+        max_length=config["genloss"]["max_length"],
+        batch_size=config["genloss"]["batch_size"],
+    threads: config["threads"]
+    log:
+        f"{LOGS}/genloss/{{recipe}}.log",
+    conda:
+        "../envs/train.yaml"
+    resources:
+        mem_mb=3000,
+    shell:
+        "quagmire genloss --model {input.model} --heldout {input.heldout} --max-length {params.max_length} "
+        "--batch-size {params.batch_size} --out {output} --threads {threads} > {log} 2>&1"

@@ -1,0 +1,19 @@
+rule grpo:
+    """GRPO from an SFT checkpoint (or the base model) with a binary math-verify correctness reward."""
+    input:
+        model=rl_parent,
+        prompts=f"{R}/data/rl.parquet",
+    output:
+        directory(f"{R}/rl/{{run}}"),
+    params:
+        settings=as_json(config["rl"]),
+    threads: config["threads"]
+    log:
+        f"{LOGS}/rl/{{run}}.log",
+    conda:
+        "../envs/train.yaml"
+    resources:
+        mem_mb=6000,
+    shell:
+        "quagmire grpo --model {input.model} --prompts {input.prompts} --settings {params.settings:q} "
+        "--out {output} --threads {threads} > {log} 2>&1"

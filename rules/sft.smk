@@ -1,0 +1,19 @@
+rule sft:
+    """Fine-tune the base model on one recipe's subset (TRL SFTTrainer, completion-only loss)."""
+    input:
+        base=f"{R}/models/base",
+        data=subset_file,
+    output:
+        directory(f"{R}/sft/{{recipe}}"),
+    params:
+        settings=sft_settings,
+    threads: config["threads"]
+    log:
+        f"{LOGS}/sft/{{recipe}}.log",
+    conda:
+        "../envs/train.yaml"
+    resources:
+        mem_mb=4000,
+    shell:
+        "quagmire sft --base {input.base} --data {input.data} --settings {params.settings:q} "
+        "--out {output} --threads {threads} > {log} 2>&1"

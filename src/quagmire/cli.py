@@ -1,0 +1,340 @@
+"""The `quagmire` command line: one subcommand per stage of the DAG; argument parsing only.
+
+Every Snakemake rule calls exactly one subcommand. Settings arrive as a JSON object (`--settings`) taken from
+the validated config, so a rule's params are the only thing that decides what a job does. A `QuagmireError`
+is printed as one line on stderr with exit status 2; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from quagmire.errors import QuagmireError
+
+log = logging.getLogger("quagmire")
+
+
+def _settings(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise QuagmireError(f"--settings is not valid JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise QuagmireError("--settings must be a JSON object")
+    return value
+
+
+def _pairs(items: Sequence[str], what: str) -> list[tuple[str, str]]:
+    """Parse KEY=PATH arguments."""
+    out = []
+    for item in items:
+        key, sep, path = item.partition("=")
+        if not sep or not key or not path:
+            raise QuagmireError(f"{what} must look like NAME=PATH (got {item!r})")
+        out.append((key, path))
+    return out
+
+
+# --- stage commands ------------------------------------------------------------------------------------------
+
+def cmd_check_config(args: argparse.Namespace) -> None:
+    from quagmire.config import load_config
+
+    config = load_config(args.config)
+    print(f"{args.config}: valid ({len(config['sft']['recipes'])} SFT recipes, study '{config['study']}')")
+
+
+def cmd_world(args: argparse.Namespace) -> None:
+    from quagmire.data import build_world, write_world
+
+    settings = _settings(args.settings)
+    frames = build_world(settings["world"], settings["seed"])
+    audit = write_world(frames, Path(args.out_dir), settings)
+    log.info("world written: %s", audit["rows"])
+
+
+def cmd_subset(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from quagmire.data import response_lengths, select_subset
+    from quagmire.io import write_parquet
+    from quagmire.provenance import file_record
+    from quagmire.world.tokenizer import load_tokenizer
+
+    pool = pd.read_parquet(args.pool)
+    lengths = response_lengths(pool, load_tokenizer(args.tokenizer))
+    subset = select_subset(pool, lengths, args.strategy, args.n, args.seed)
+    write_parquet(args.out, subset, metadata={"strategy": args.strategy, "n": args.n, "seed": args.seed,
+                                              "pool": file_record(args.pool),
+                                              "mean_response_tokens": float(subset["response_tokens"].mean())})
+    log.info("subset %s-%d: mean response length %.1f tokens", args.strategy, args.n,
+             subset["response_tokens"].mean())
+
+
+def cmd_tokenizer(args: argparse.Namespace) -> None:
+    from quagmire.io import atomic_dir
+    from quagmire.world.tokenizer import build_tokenizer
+
+    with atomic_dir(args.out) as tmp:
+        build_tokenizer().save_pretrained(tmp)
+
+
+def cmd_pretrain(args: argparse.Namespace) -> None:
+    import torch
+
+    from quagmire.io import atomic_dir, write_json
+    from quagmire.provenance import lineage
+    from quagmire.world.model import TinyModelSpec, build_model, count_parameters
+    from quagmire.world.pretrain import PretrainSettings, pretrain, pretrain_corpus, save_base
+    from quagmire.world.tokenizer import load_tokenizer
+
+    settings = _settings(args.settings)
+    torch.set_num_threads(args.threads)
+    tokenizer = load_tokenizer(args.tokenizer)
+    model = build_model(TinyModelSpec.from_config(settings["model"]), tokenizer, settings["seed"])
+    pre = PretrainSettings(**settings["pretrain"], seed=settings["seed"])
+    log.info("base model: %d parameters", count_parameters(model))
+    stats = pretrain(model, tokenizer, pretrain_corpus(pre), pre)
+    stats["parameters"] = count_parameters(model)
+    with atomic_dir(args.out) as tmp:
+        save_base(model, tokenizer, tmp, stats)
+        write_json(tmp / "lineage.json", lineage("pretrain", parent=None, data=[], settings=settings))
+
+
+def cmd_sft(args: argparse.Namespace) -> None:
+    from quagmire.sft import train_sft
+
+    train_sft(Path(args.base), Path(args.data), Path(args.out), _settings(args.settings), threads=args.threads)
+
+
+def cmd_grpo(args: argparse.Namespace) -> None:
+    from quagmire.grpo import train_grpo
+
+    train_grpo(Path(args.model), Path(args.prompts), Path(args.out), _settings(args.settings), threads=args.threads)
+
+
+def cmd_sample(args: argparse.Namespace) -> None:
+    from quagmire.sample import SamplingSettings, sample_to_file
+
+    settings = SamplingSettings.from_config(_settings(args.settings))
+    sample_to_file(Path(args.model), Path(args.benchmark), Path(args.out), settings, threads=args.threads)
+
+
+def cmd_grade(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from quagmire.grade import grade_samples
+    from quagmire.io import write_parquet
+
+    samples = pd.read_parquet(args.samples)
+    problems = pd.read_parquet(args.benchmark)
+    grades = grade_samples(samples, problems, timeout_s=args.timeout, workers=args.workers)
+    counts = grades["status"].value_counts().to_dict()
+    write_parquet(args.out, grades, metadata={"samples": args.samples, "benchmark": args.benchmark,
+                                              "timeout_s": args.timeout, "status_counts": counts})
+    log.info("graded %d samples: %s", len(grades), counts)
+
+
+def cmd_score(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from quagmire.io import write_json
+    from quagmire.metrics import score
+
+    per_benchmark = {name: pd.read_parquet(path) for name, path in _pairs(args.grades, "--grades")}
+    result = score(per_benchmark, extra_ks=args.extra_ks, n_boot=args.bootstrap)
+    write_json(args.out, result)
+    log.info("macro: %s", {k: round(v, 4) for k, v in result["macro"].items()})
+
+
+def cmd_genloss(args: argparse.Namespace) -> None:
+    from quagmire.genloss import held_out_loss
+    from quagmire.io import write_json
+
+    result = held_out_loss(Path(args.model), Path(args.heldout), max_length=args.max_length,
+                           batch_size=args.batch_size, threads=args.threads)
+    write_json(args.out, result)
+    log.info("generalization loss %.4f over %d tokens", result["genloss"], result["n_tokens"])
+
+
+def cmd_recipes(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from quagmire.io import atomic_path
+
+    recipes = _settings(args.settings)
+    rows = [{"run": name, "subset": r["subset"], "n_unique": r["n"], "epochs": r["epochs"], "lr": r["lr"],
+             "dataset_level": r["dataset_level"], "instance_level": r["instance_level"]}
+            for name, r in recipes.items()]
+    with atomic_path(args.out) as tmp:
+        pd.DataFrame(rows).to_csv(tmp, index=False)
+
+
+def cmd_table(args: argparse.Namespace) -> None:
+    from quagmire.analysis import tidy_table
+    from quagmire.io import atomic_path, read_json
+
+    evals = []
+    for key, path in _pairs(args.eval, "--eval"):
+        stage, sep, run = key.partition(":")
+        if not sep:
+            raise QuagmireError(f"--eval key must be STAGE:RUN (got {key!r})")
+        evals.append((run, stage, read_json(path)))
+    genlosses = [(run, read_json(path)) for run, path in _pairs(args.genloss, "--genloss")]
+    tidy = tidy_table(evals, genlosses)
+    with atomic_path(args.out) as tmp:
+        tidy.to_csv(tmp, index=False)
+    log.info("tidy table: %d rows", len(tidy))
+
+
+def cmd_predictors(args: argparse.Namespace) -> None:
+    from quagmire.analysis import passk_correlation_sweep, predictor_quality, predictor_values, read_recipes, read_tidy
+    from quagmire.io import atomic_path
+
+    settings = _settings(args.settings)
+    tidy, recipes = read_tidy(args.tidy), read_recipes(args.recipes)
+    values = predictor_values(tidy, recipes, k_large=settings.get("k_large"))
+    quality = predictor_quality(values, n_splits=settings.get("n_splits", 200), seed=settings.get("seed", 0))
+    sweep = passk_correlation_sweep(tidy, recipes)
+    for frame, out in ((values, args.values), (quality, args.out), (sweep, args.sweep)):
+        with atomic_path(out) as tmp:
+            frame.to_csv(tmp, index=False)
+    with_rl = quality[quality["level"] == "all"]
+    log.info("predictor quality (all runs):\n%s", with_rl.to_string(index=False))
+
+
+def cmd_plot(args: argparse.Namespace) -> None:
+    from quagmire.plots import render
+
+    render(args.figure, args.tidy, args.recipes, args.out, _settings(args.settings))
+
+
+# --- parser --------------------------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="quagmire", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, fn: Callable[[argparse.Namespace], None], help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(func=fn)
+        return p
+
+    def threads(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+
+    p = add("check-config", cmd_check_config, "Validate a study config (unknown keys and wrong types are errors).")
+    p.add_argument("config")
+
+    p = add("world", cmd_world, "Build the embedded world's pools and benchmarks (disjoint).")
+    p.add_argument("--settings", required=True, help='JSON: {"world": ..., "seed": ...}')
+    p.add_argument("--out-dir", required=True)
+
+    p = add("subset", cmd_subset, "Select an SFT subset (random/shortest/longest/mix N by response tokens).")
+    p.add_argument("--pool", required=True)
+    p.add_argument("--tokenizer", required=True, help="folder with the study's tokenizer")
+    p.add_argument("--strategy", required=True)
+    p.add_argument("--n", type=int, required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True)
+
+    p = add("tokenizer", cmd_tokenizer, "Build the embedded world's character-level tokenizer.")
+    p.add_argument("--out", required=True)
+
+    p = add("pretrain", cmd_pretrain, "Build and pre-train the embedded base model.")
+    p.add_argument("--tokenizer", required=True)
+    p.add_argument("--settings", required=True, help='JSON: {"model": ..., "pretrain": ..., "seed": ...}')
+    p.add_argument("--out", required=True)
+    threads(p)
+
+    p = add("sft", cmd_sft, "Supervised fine-tuning (TRL SFTTrainer) of one recipe.")
+    p.add_argument("--base", required=True)
+    p.add_argument("--data", required=True)
+    p.add_argument("--settings", required=True, help="JSON: the recipe's resolved settings")
+    p.add_argument("--out", required=True)
+    threads(p)
+
+    p = add("grpo", cmd_grpo, "GRPO (TRL GRPOTrainer) with a math-verify correctness reward.")
+    p.add_argument("--model", required=True)
+    p.add_argument("--prompts", required=True)
+    p.add_argument("--settings", required=True, help="JSON: the rl config section")
+    p.add_argument("--out", required=True)
+    threads(p)
+
+    p = add("sample", cmd_sample, "Draw n completions per problem of one benchmark.")
+    p.add_argument("--model", required=True)
+    p.add_argument("--benchmark", required=True)
+    p.add_argument("--settings", required=True, help="JSON: the eval config section")
+    p.add_argument("--out", required=True)
+    threads(p)
+
+    p = add("grade", cmd_grade, "Grade a samples file against a benchmark file with math-verify (gold first).")
+    p.add_argument("--samples", required=True)
+    p.add_argument("--benchmark", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--timeout", type=float, default=5.0, help="hard timeout per item, seconds")
+    p.add_argument("--workers", type=int, default=1)
+
+    p = add("score", cmd_score, "avg@n, pass@k, maj@n per benchmark and macro-averaged.")
+    p.add_argument("--grades", nargs="+", required=True, metavar="BENCHMARK=PATH")
+    p.add_argument("--out", required=True)
+    p.add_argument("--extra-ks", type=int, nargs="*", default=[])
+    p.add_argument("--bootstrap", type=int, default=1000)
+
+    p = add("genloss", cmd_genloss, "Generalization loss of a checkpoint on the held-out SFT split.")
+    p.add_argument("--model", required=True)
+    p.add_argument("--heldout", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--max-length", type=int, default=256)
+    p.add_argument("--batch-size", type=int, default=64)
+    threads(p)
+
+    p = add("recipes", cmd_recipes, "Write the recipes table (one row per SFT recipe) from the config.")
+    p.add_argument("--settings", required=True, help="JSON: recipe name -> resolved recipe")
+    p.add_argument("--out", required=True)
+
+    p = add("table", cmd_table, "Collect metrics and losses into the tidy table.")
+    p.add_argument("--eval", nargs="+", required=True, metavar="STAGE:RUN=PATH")
+    p.add_argument("--genloss", nargs="*", default=[], metavar="RUN=PATH")
+    p.add_argument("--out", required=True)
+
+    p = add("predictors", cmd_predictors, "Predictor values and quality (R², Spearman) for post-RL accuracy.")
+    p.add_argument("--tidy", required=True)
+    p.add_argument("--recipes", required=True)
+    p.add_argument("--settings", default="{}")
+    p.add_argument("--values", required=True)
+    p.add_argument("--sweep", required=True)
+    p.add_argument("--out", required=True)
+
+    p = add("plot", cmd_plot, "Render one figure from the tidy table.")
+    p.add_argument("--figure", required=True)
+    p.add_argument("--tidy", required=True)
+    p.add_argument("--recipes", required=True)
+    p.add_argument("--settings", default="{}")
+    p.add_argument("--out", required=True)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        args.func(args)
+    except QuagmireError as exc:
+        print(f"quagmire {args.command}: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,152 @@
+"""Loading and validating a study config: JSON schema with defaults, errors that name the key.
+
+Why our own pass before Snakemake's `validate`: jsonschema's raw messages ("Additional properties are not allowed
+('lrr' was unexpected)") do not say where in the file the problem is. We report `sft.defaults.lrr` and the allowed
+keys, in one line, before any job starts.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from quagmire.errors import QuagmireError
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "schema.yaml"
+
+
+def load_schema(path: str | Path | None = None) -> dict[str, Any]:
+    """The study schema (config/schema.yaml of this checkout, or an explicit path)."""
+    schema_path = Path(path) if path else SCHEMA_PATH
+    if not schema_path.exists():
+        raise QuagmireError(f"config schema not found at {schema_path}")
+    return yaml.safe_load(schema_path.read_text())
+
+
+def _key_path(parts: Any) -> str:
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _describe(error: Any) -> str:
+    """One line for one jsonschema error: the dotted key, what is wrong, what was given."""
+    where = _key_path(error.absolute_path)
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        given = error.instance if isinstance(error.instance, Mapping) else {}
+        unknown = sorted(k for k in given if k not in allowed)
+        prefix = f"{where}." if error.absolute_path else ""
+        names = ", ".join(f"{prefix}{k}" for k in unknown) or where
+        hint = f" (allowed: {', '.join(allowed)})" if allowed else ""
+        return f"unknown key {names}{hint}"
+    if error.validator == "required":
+        return f"{where}: {error.message}"
+    if error.validator == "propertyNames":
+        return f"{where}: invalid name {json.dumps(error.instance)}"
+    got = json.dumps(error.instance) if not isinstance(error.instance, Mapping) else "an object"
+    return f"{where}: {error.message} (got {got})"
+
+
+def validate_config(config: Mapping[str, Any], schema: Mapping[str, Any] | None = None,
+                    source: str = "config") -> dict[str, Any]:
+    """Return a deep copy of `config` with schema defaults filled in; raise QuagmireError naming the bad key."""
+    from jsonschema import Draft202012Validator
+
+    schema = dict(schema or load_schema())
+    resolved = copy.deepcopy(dict(config))
+    # Report problems on what the user wrote first: filled-in defaults can never be the culprit.
+    errors = sorted(Draft202012Validator(schema).iter_errors(resolved), key=lambda e: list(e.absolute_path))
+    if errors:
+        raise QuagmireError(f"config error in {source}: {_describe(errors[0])}")
+    for _ in _default_filler(schema)(schema).iter_errors(resolved):  # fills defaults in place; the config is already valid
+        pass
+    errors = list(Draft202012Validator(schema).iter_errors(resolved))
+    if errors:  # a default in the schema itself is invalid: a bug in the project, not in the user's config
+        raise QuagmireError(f"schema default invalid: {_describe(errors[0])}")
+    _check_semantics(resolved, source)
+    return resolved
+
+
+def _default_filler(root: Mapping[str, Any]) -> Any:
+    """A validator class that fills `default`s (following local `$ref`s into `root`) while it descends."""
+    from jsonschema import Draft202012Validator, validators
+
+    def deref(sub: Mapping[str, Any]) -> Mapping[str, Any]:
+        ref = sub.get("$ref", "")
+        if not ref.startswith("#/"):
+            return sub
+        target: Any = root
+        for part in ref[2:].split("/"):
+            target = target[part]
+        return {**target, **{k: v for k, v in sub.items() if k != "$ref"}}
+
+    def properties(validator: Any, props: Mapping[str, Any], instance: Any, schema: Any) -> Any:
+        if isinstance(instance, dict):
+            for name, sub in props.items():
+                sub = deref(sub)
+                if name not in instance and "default" in sub:
+                    instance[name] = copy.deepcopy(sub["default"])
+        yield from Draft202012Validator.VALIDATORS["properties"](validator, props, instance, schema)
+
+    return validators.extend(Draft202012Validator, {"properties": properties})
+
+
+def _check_semantics(config: Mapping[str, Any], source: str) -> None:
+    """Cross-key rules a schema cannot state."""
+    pool = config["world"]["pools"]["sft"]["size"]
+    for name, recipe in config["sft"]["recipes"].items():
+        if recipe["n"] > pool:
+            raise QuagmireError(
+                f"config error in {source}: sft.recipes.{name}.n = {recipe['n']} is larger than the SFT pool "
+                f"(world.pools.sft.size = {pool})"
+            )
+    rl = config["rl"]
+    if rl["prompts_per_step"] * rl["group_size"] < rl["group_size"]:
+        raise QuagmireError(f"config error in {source}: rl.prompts_per_step must be >= 1")
+
+
+def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Read a YAML study config, apply `overrides` (a nested dict), validate, fill defaults."""
+    path = Path(path)
+    if not path.exists():
+        raise QuagmireError(f"config file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise QuagmireError(f"config error in {path}: not valid YAML ({exc})") from exc
+    if not isinstance(raw, dict):
+        raise QuagmireError(f"config error in {path}: the top level must be a mapping")
+    if overrides:
+        raw = deep_merge(raw, overrides)
+    return validate_config(raw, source=str(path))
+
+
+def deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """Nested dict merge; values in `update` win."""
+    out = copy.deepcopy(dict(base))
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def recipe_settings(config: Mapping[str, Any], recipe: str) -> dict[str, Any]:
+    """The fully resolved SFT settings of one recipe: defaults overridden by the recipe's own keys."""
+    recipes = config["sft"]["recipes"]
+    if recipe not in recipes:
+        raise QuagmireError(f"unknown SFT recipe {recipe!r} (known: {', '.join(recipes)})")
+    return {**config["sft"]["defaults"], **recipes[recipe]}
+
+
+def subset_name(recipe: Mapping[str, Any]) -> str:
+    """Recipes that draw the same subset share one file: named by strategy and size."""
+    return f"{recipe['subset']}-{recipe['n']}"

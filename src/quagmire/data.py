@@ -1,0 +1,136 @@
+"""Data pools of a study: the SFT pool, the held-out SFT split, RL prompts, benchmarks; and SFT subsets.
+
+One row schema for every pool, whatever its source (the embedded world now, hub datasets later):
+`problem_id, prompt, response, answer, source, source_row` plus, for the embedded world, `family, level,
+style`. Benchmarks use `problem_id, prompt, answer, source, source_row, family, level`.
+
+Why pools are drawn together: a problem must never appear in two pools (a held-out or benchmark problem seen
+in SFT or RL would inflate exactly the scores the study compares). One shared `taken` set enforces it, and the
+audit records the check.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from quagmire.errors import QuagmireError
+from quagmire.io import write_json, write_parquet
+from quagmire.world.problems import STYLES, Problem, solution, unique_problems
+
+POOLS = ("sft", "heldout", "rl")
+SUBSET_STRATEGIES = ("random", "shortest", "longest", "mix")
+SOURCE = "embedded-world"
+
+
+def _mix(spec: Mapping[str, Any]) -> list[tuple[str, int]]:
+    """Expand {'add:2': 3, 'mul:2': 1} into the cycle [add2, add2, add2, mul2] that `unique_problems` walks."""
+    cycle = []
+    for kind, weight in spec["mix"].items():
+        family, level = kind.split(":")
+        cycle += [(family, int(level))] * weight
+    return cycle
+
+
+def _problem_row(problem: Problem, pool: str, index: int) -> dict[str, Any]:
+    return {
+        "problem_id": f"{pool}-{index:06d}",
+        "prompt": problem.question,
+        "answer": str(problem.answer),
+        "source": SOURCE,
+        "source_row": problem.key,
+        "family": problem.family,
+        "level": problem.level,
+    }
+
+
+def build_world(world: Mapping[str, Any], seed: int) -> dict[str, pd.DataFrame]:
+    """Draw every pool and benchmark of the embedded world, disjoint by construction.
+
+    Benchmarks are drawn first so that their size never depends on how large the training pools are.
+    Returns frames keyed 'sft', 'heldout', 'rl' and 'benchmark:<name>'.
+    """
+    rng = random.Random(seed)
+    taken: set[str] = set()
+    frames: dict[str, pd.DataFrame] = {}
+    try:
+        for name, spec in world["benchmarks"].items():
+            problems = unique_problems(rng, _mix(spec), spec["size"], taken)
+            frames[f"benchmark:{name}"] = pd.DataFrame(
+                [_problem_row(p, name, i) for i, p in enumerate(problems)]
+            )
+        for pool in POOLS:
+            spec = world["pools"][pool]
+            rows = []
+            for i, problem in enumerate(unique_problems(rng, _mix(spec), spec["size"], taken)):
+                row = _problem_row(problem, pool, i)
+                if pool != "rl":
+                    style = STYLES[1] if rng.random() < world["style_share_long"] else STYLES[0]
+                    row["style"] = style
+                    row["response"] = solution(problem, style)
+                rows.append(row)
+            frames[pool] = pd.DataFrame(rows)
+    except ValueError as exc:  # the problem space is too small for the requested sizes
+        raise QuagmireError(f"world config: {exc}") from exc
+    return frames
+
+
+def disjointness_audit(frames: Mapping[str, pd.DataFrame]) -> dict[str, Any]:
+    """Counts per pool and the number of problems shared between any two pools (must be 0)."""
+    keys = {name: set(frame["source_row"]) for name, frame in frames.items()}
+    names = sorted(keys)
+    overlaps = {
+        f"{a}|{b}": len(keys[a] & keys[b]) for i, a in enumerate(names) for b in names[i + 1 :]
+    }
+    return {
+        "rows": {name: int(len(frame)) for name, frame in frames.items()},
+        "overlaps": overlaps,
+        "disjoint": all(v == 0 for v in overlaps.values()),
+    }
+
+
+def write_world(frames: Mapping[str, pd.DataFrame], outdir: Path, settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Write pools to `outdir/<pool>.parquet`, benchmarks to `outdir/benchmarks/<name>.parquet`, plus the audit."""
+    audit = disjointness_audit(frames)
+    if not audit["disjoint"]:
+        raise QuagmireError(f"pools overlap: {audit['overlaps']}")
+    for name, frame in frames.items():
+        if name.startswith("benchmark:"):
+            path = outdir / "benchmarks" / f"{name.split(':', 1)[1]}.parquet"
+        else:
+            path = outdir / f"{name}.parquet"
+        write_parquet(path, frame, metadata={"source": SOURCE, "settings": dict(settings)})
+    write_json(outdir / "audit.json", {**audit, "settings": dict(settings)})
+    return audit
+
+
+def response_lengths(frame: pd.DataFrame, tokenizer) -> pd.Series:
+    """Response length in tokens of the study's tokenizer (what length-based subsets sort by)."""
+    ids = tokenizer(list(frame["response"]), add_special_tokens=False)["input_ids"]
+    return pd.Series([len(x) for x in ids], index=frame.index, name="response_tokens")
+
+
+def select_subset(pool: pd.DataFrame, lengths: pd.Series, strategy: str, n: int, seed: int) -> pd.DataFrame:
+    """The paper's instance-level subsets: random N, shortest N, longest N, mix (longest N/2 + shortest N/2).
+
+    Ties in length are broken by a seeded shuffle, so 'shortest' is not biased towards early pool rows.
+    """
+    if strategy not in SUBSET_STRATEGIES:
+        raise QuagmireError(f"unknown subset strategy {strategy!r} (known: {', '.join(SUBSET_STRATEGIES)})")
+    if n > len(pool):
+        raise QuagmireError(f"subset of {n} requested from a pool of {len(pool)} rows")
+    shuffled = pool.assign(response_tokens=lengths).sample(frac=1.0, random_state=seed)
+    by_length = shuffled.sort_values("response_tokens", kind="stable")
+    if strategy == "random":
+        chosen = shuffled.head(n)
+    elif strategy == "shortest":
+        chosen = by_length.head(n)
+    elif strategy == "longest":
+        chosen = by_length.tail(n)
+    else:
+        chosen = pd.concat([by_length.tail(n - n // 2), by_length.head(n // 2)])
+    return chosen.sample(frac=1.0, random_state=seed + 1).reset_index(drop=True)

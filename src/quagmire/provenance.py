@@ -1,0 +1,65 @@
+"""Provenance: which data and which parent model went into each artifact, by path and sha256.
+
+Why: a user auditing a figure must be able to walk back from any checkpoint to the exact data files that
+trained it. Each model folder carries a `lineage.json` that embeds its parent's lineage, so the chain
+base -> SFT -> GRPO is readable from the final checkpoint alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Mapping
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+TRACKED_PACKAGES = ("torch", "transformers", "trl", "datasets", "math-verify", "snakemake")
+_CHUNK = 1 << 20
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def package_versions(names: Iterable[str] = TRACKED_PACKAGES) -> dict[str, str]:
+    """Installed versions of the packages whose defaults shape the results."""
+    out = {}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def file_record(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Path, size and sha256 of one input file."""
+    p = Path(path)
+    return {"path": str(p), "bytes": p.stat().st_size, "sha256": sha256_file(p)}
+
+
+def lineage(kind: str, parent: str | os.PathLike[str] | None, data: Iterable[str | os.PathLike[str]],
+            settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The lineage record of a model folder: its kind, parent (with the parent's own lineage), data, settings."""
+    parent_record: dict[str, Any] | None = None
+    if parent is not None:
+        parent_path = Path(parent)
+        parent_lineage = parent_path / "lineage.json"
+        parent_record = {
+            "path": str(parent_path),
+            "lineage": json.loads(parent_lineage.read_text()) if parent_lineage.exists() else None,
+        }
+    return {
+        "kind": kind,
+        "parent": parent_record,
+        "data": [file_record(p) for p in data],
+        "settings": dict(settings),
+        "packages": package_versions(),
+    }
