@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
+from snakemake.settings.types import DeploymentMethod
 from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))  # a checkout works even before `pip install -e .`
@@ -20,9 +21,10 @@ config.clear()
 config.update(_resolved)
 validate(config, Path(workflow.basedir) / "config" / "schema.yaml", set_default=True)
 
-# The `quagmire` CLI next to the interpreter running Snakemake wins over any other on PATH
-# (a conda env activated by --use-conda is prepended by Snakemake and wins over this one).
-os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
+# Without --use-conda, jobs run the `quagmire` CLI installed next to the interpreter running Snakemake (the
+# .venv of scripts/setup.sh), whatever the caller's PATH; with --use-conda, each rule's env provides it.
+if DeploymentMethod.CONDA not in workflow.deployment_settings.deployment_method:
+    shell.prefix(f'set -euo pipefail; export PATH="{os.path.dirname(sys.executable)}:$PATH"; ')
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 if config["base_model"]["source"] == "embedded":
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -6,7 +6,7 @@ rule world:
         audit=f"{R}/data/audit.json",
     params:
         settings=as_json({"world": config["world"], "seed": config["seed"]}),
-        outdir=f"{R}/data",
+        outdir=lambda w, output: os.path.dirname(output.audit),
     log:
         f"{LOGS}/data/world.log",
     conda:

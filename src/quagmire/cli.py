@@ -44,6 +44,7 @@ def _pairs(items: Sequence[str], what: str) -> list[tuple[str, str]]:
 
 # --- stage commands ------------------------------------------------------------------------------------------
 
+
 def cmd_check_config(args: argparse.Namespace) -> None:
     from quagmire.config import load_config
 
@@ -71,11 +72,23 @@ def cmd_subset(args: argparse.Namespace) -> None:
     pool = pd.read_parquet(args.pool)
     lengths = response_lengths(pool, load_tokenizer(args.tokenizer))
     subset = select_subset(pool, lengths, args.strategy, args.n, args.seed)
-    write_parquet(args.out, subset, metadata={"strategy": args.strategy, "n": args.n, "seed": args.seed,
-                                              "pool": file_record(args.pool),
-                                              "mean_response_tokens": float(subset["response_tokens"].mean())})
-    log.info("subset %s-%d: mean response length %.1f tokens", args.strategy, args.n,
-             subset["response_tokens"].mean())
+    write_parquet(
+        args.out,
+        subset,
+        metadata={
+            "strategy": args.strategy,
+            "n": args.n,
+            "seed": args.seed,
+            "pool": file_record(args.pool),
+            "mean_response_tokens": float(subset["response_tokens"].mean()),
+        },
+    )
+    log.info(
+        "subset %s-%d: mean response length %.1f tokens",
+        args.strategy,
+        args.n,
+        subset["response_tokens"].mean(),
+    )
 
 
 def cmd_tokenizer(args: argparse.Namespace) -> None:
@@ -111,13 +124,17 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
 def cmd_sft(args: argparse.Namespace) -> None:
     from quagmire.sft import train_sft
 
-    train_sft(Path(args.base), Path(args.data), Path(args.out), _settings(args.settings), threads=args.threads)
+    train_sft(
+        Path(args.base), Path(args.data), Path(args.out), _settings(args.settings), threads=args.threads
+    )
 
 
 def cmd_grpo(args: argparse.Namespace) -> None:
     from quagmire.grpo import train_grpo
 
-    train_grpo(Path(args.model), Path(args.prompts), Path(args.out), _settings(args.settings), threads=args.threads)
+    train_grpo(
+        Path(args.model), Path(args.prompts), Path(args.out), _settings(args.settings), threads=args.threads
+    )
 
 
 def cmd_sample(args: argparse.Namespace) -> None:
@@ -137,8 +154,16 @@ def cmd_grade(args: argparse.Namespace) -> None:
     problems = pd.read_parquet(args.benchmark)
     grades = grade_samples(samples, problems, timeout_s=args.timeout, workers=args.workers)
     counts = grades["status"].value_counts().to_dict()
-    write_parquet(args.out, grades, metadata={"samples": args.samples, "benchmark": args.benchmark,
-                                              "timeout_s": args.timeout, "status_counts": counts})
+    write_parquet(
+        args.out,
+        grades,
+        metadata={
+            "samples": args.samples,
+            "benchmark": args.benchmark,
+            "timeout_s": args.timeout,
+            "status_counts": counts,
+        },
+    )
     log.info("graded %d samples: %s", len(grades), counts)
 
 
@@ -158,8 +183,13 @@ def cmd_genloss(args: argparse.Namespace) -> None:
     from quagmire.genloss import held_out_loss
     from quagmire.io import write_json
 
-    result = held_out_loss(Path(args.model), Path(args.heldout), max_length=args.max_length,
-                           batch_size=args.batch_size, threads=args.threads)
+    result = held_out_loss(
+        Path(args.model),
+        Path(args.heldout),
+        max_length=args.max_length,
+        batch_size=args.batch_size,
+        threads=args.threads,
+    )
     write_json(args.out, result)
     log.info("generalization loss %.4f over %d tokens", result["genloss"], result["n_tokens"])
 
@@ -170,9 +200,18 @@ def cmd_recipes(args: argparse.Namespace) -> None:
     from quagmire.io import atomic_path
 
     recipes = _settings(args.settings)
-    rows = [{"run": name, "subset": r["subset"], "n_unique": r["n"], "epochs": r["epochs"], "lr": r["lr"],
-             "dataset_level": r["dataset_level"], "instance_level": r["instance_level"]}
-            for name, r in recipes.items()]
+    rows = [
+        {
+            "run": name,
+            "subset": r["subset"],
+            "n_unique": r["n"],
+            "epochs": r["epochs"],
+            "lr": r["lr"],
+            "dataset_level": r["dataset_level"],
+            "instance_level": r["instance_level"],
+        }
+        for name, r in recipes.items()
+    ]
     with atomic_path(args.out) as tmp:
         pd.DataFrame(rows).to_csv(tmp, index=False)
 
@@ -195,7 +234,13 @@ def cmd_table(args: argparse.Namespace) -> None:
 
 
 def cmd_predictors(args: argparse.Namespace) -> None:
-    from quagmire.analysis import passk_correlation_sweep, predictor_quality, predictor_values, read_recipes, read_tidy
+    from quagmire.analysis import (
+        passk_correlation_sweep,
+        predictor_quality,
+        predictor_values,
+        read_recipes,
+        read_tidy,
+    )
     from quagmire.io import atomic_path
 
     settings = _settings(args.settings)
@@ -218,6 +263,7 @@ def cmd_plot(args: argparse.Namespace) -> None:
 
 # --- parser --------------------------------------------------------------------------------------------------
 
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="quagmire", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -231,7 +277,9 @@ def build_parser() -> argparse.ArgumentParser:
     def threads(p: argparse.ArgumentParser) -> None:
         p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
 
-    p = add("check-config", cmd_check_config, "Validate a study config (unknown keys and wrong types are errors).")
+    p = add(
+        "check-config", cmd_check_config, "Validate a study config (unknown keys and wrong types are errors)."
+    )
     p.add_argument("config")
 
     p = add("world", cmd_world, "Build the embedded world's pools and benchmarks (disjoint).")
@@ -276,7 +324,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     threads(p)
 
-    p = add("grade", cmd_grade, "Grade a samples file against a benchmark file with math-verify (gold first).")
+    p = add(
+        "grade", cmd_grade, "Grade a samples file against a benchmark file with math-verify (gold first)."
+    )
     p.add_argument("--samples", required=True)
     p.add_argument("--benchmark", required=True)
     p.add_argument("--out", required=True)
@@ -325,8 +375,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
         args.func(args)

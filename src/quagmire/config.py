@@ -35,6 +35,12 @@ def _key_path(parts: Any) -> str:
     return out or "(top level)"
 
 
+_RESERVED = {
+    "sft.recipes": " (letters, digits, _; 'base' is reserved for RL from the base model)",
+    "world.benchmarks": " (letters, digits, _; not a pool name: sft, heldout, rl)",
+}
+
+
 def _describe(error: Any) -> str:
     """One line for one jsonschema error: the dotted key, what is wrong, what was given."""
     where = _key_path(error.absolute_path)
@@ -48,14 +54,15 @@ def _describe(error: Any) -> str:
         return f"unknown key {names}{hint}"
     if error.validator == "required":
         return f"{where}: {error.message}"
-    if error.validator == "propertyNames":
-        return f"{where}: invalid name {json.dumps(error.instance)}"
+    if "propertyNames" in error.schema_path:
+        return f"{where}: {json.dumps(error.instance)} is not an allowed name here{_RESERVED.get(where, '')}"
     got = json.dumps(error.instance) if not isinstance(error.instance, Mapping) else "an object"
     return f"{where}: {error.message} (got {got})"
 
 
-def validate_config(config: Mapping[str, Any], schema: Mapping[str, Any] | None = None,
-                    source: str = "config") -> dict[str, Any]:
+def validate_config(
+    config: Mapping[str, Any], schema: Mapping[str, Any] | None = None, source: str = "config"
+) -> dict[str, Any]:
     """Return a deep copy of `config` with schema defaults filled in; raise QuagmireError naming the bad key."""
     from jsonschema import Draft202012Validator
 
@@ -65,7 +72,9 @@ def validate_config(config: Mapping[str, Any], schema: Mapping[str, Any] | None 
     errors = sorted(Draft202012Validator(schema).iter_errors(resolved), key=lambda e: list(e.absolute_path))
     if errors:
         raise QuagmireError(f"config error in {source}: {_describe(errors[0])}")
-    for _ in _default_filler(schema)(schema).iter_errors(resolved):  # fills defaults in place; the config is already valid
+    for _ in _default_filler(schema)(schema).iter_errors(
+        resolved
+    ):  # fills defaults in place; the config is already valid
         pass
     errors = list(Draft202012Validator(schema).iter_errors(resolved))
     if errors:  # a default in the schema itself is invalid: a bug in the project, not in the user's config
@@ -107,9 +116,6 @@ def _check_semantics(config: Mapping[str, Any], source: str) -> None:
                 f"config error in {source}: sft.recipes.{name}.n = {recipe['n']} is larger than the SFT pool "
                 f"(world.pools.sft.size = {pool})"
             )
-    rl = config["rl"]
-    if rl["prompts_per_step"] * rl["group_size"] < rl["group_size"]:
-        raise QuagmireError(f"config error in {source}: rl.prompts_per_step must be >= 1")
 
 
 def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -118,9 +124,11 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) ->
     if not path.exists():
         raise QuagmireError(f"config file not found: {path}")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise QuagmireError(f"config error in {path}: not valid YAML ({exc})") from exc
+    if raw is None:
+        raw = {}
     if not isinstance(raw, dict):
         raise QuagmireError(f"config error in {path}: the top level must be a mapping")
     if overrides:

@@ -83,9 +83,7 @@ def disjointness_audit(frames: Mapping[str, pd.DataFrame]) -> dict[str, Any]:
     """Counts per pool and the number of problems shared between any two pools (must be 0)."""
     keys = {name: set(frame["source_row"]) for name, frame in frames.items()}
     names = sorted(keys)
-    overlaps = {
-        f"{a}|{b}": len(keys[a] & keys[b]) for i, a in enumerate(names) for b in names[i + 1 :]
-    }
+    overlaps = {f"{a}|{b}": len(keys[a] & keys[b]) for i, a in enumerate(names) for b in names[i + 1 :]}
     return {
         "rows": {name: int(len(frame)) for name, frame in frames.items()},
         "overlaps": overlaps,
@@ -93,7 +91,9 @@ def disjointness_audit(frames: Mapping[str, pd.DataFrame]) -> dict[str, Any]:
     }
 
 
-def write_world(frames: Mapping[str, pd.DataFrame], outdir: Path, settings: Mapping[str, Any]) -> dict[str, Any]:
+def write_world(
+    frames: Mapping[str, pd.DataFrame], outdir: Path, settings: Mapping[str, Any]
+) -> dict[str, Any]:
     """Write pools to `outdir/<pool>.parquet`, benchmarks to `outdir/benchmarks/<name>.parquet`, plus the audit."""
     audit = disjointness_audit(frames)
     if not audit["disjoint"]:

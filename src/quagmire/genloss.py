@@ -32,8 +32,9 @@ def encode_example(tokenizer, prompt: str, response: str, max_length: int) -> tu
     return full[:max_length], start
 
 
-def held_out_loss(model_dir: Path, heldout: Path, max_length: int = 256, batch_size: int = 64,
-                  threads: int = 1) -> dict[str, Any]:
+def held_out_loss(
+    model_dir: Path, heldout: Path, max_length: int = 256, batch_size: int = 64, threads: int = 1
+) -> dict[str, Any]:
     """Token-weighted mean NLL of the held-out responses under the model in `model_dir`."""
     import torch
     from transformers import AutoModelForCausalLM
@@ -44,8 +45,10 @@ def held_out_loss(model_dir: Path, heldout: Path, max_length: int = 256, batch_s
         raise QuagmireError(f"held-out split {heldout} has no rows")
     tokenizer = load_tokenizer(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
-    examples = [encode_example(tokenizer, p, r, max_length) for p, r in zip(frame["prompt"], frame["response"],
-                                                                              strict=True)]
+    examples = [
+        encode_example(tokenizer, p, r, max_length)
+        for p, r in zip(frame["prompt"], frame["response"], strict=True)
+    ]
     total_nll, total_tokens = 0.0, 0
     pad = tokenizer.pad_token_id
     with torch.no_grad():

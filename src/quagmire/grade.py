@@ -294,8 +294,9 @@ def _worker_context() -> Any:
     if "forkserver" not in mp.get_all_start_methods():
         return mp.get_context("spawn")
     ctx = mp.get_context("forkserver")
-    # Takes effect only if this process has not started its forkserver yet; "__main__" is the default.
-    ctx.set_forkserver_preload(["__main__", __name__, "math_verify"])
+    # Takes effect only if this process has not started its forkserver yet. "__main__" is deliberately not
+    # preloaded: a caller's script without an `if __name__ == "__main__"` guard would run again in the server.
+    ctx.set_forkserver_preload([__name__, "math_verify"])
     return ctx
 
 

@@ -71,8 +71,9 @@ def grpo_config(settings: Mapping[str, Any], output_dir: Path):  # -> trl.GRPOCo
     )
 
 
-def train_grpo(model_dir: Path, prompts: Path, out: Path, settings: Mapping[str, Any],
-               threads: int = 1) -> dict[str, Any]:
+def train_grpo(
+    model_dir: Path, prompts: Path, out: Path, settings: Mapping[str, Any], threads: int = 1
+) -> dict[str, Any]:
     """Run GRPO from the checkpoint in `model_dir` on the RL prompts in `prompts`; write `out`."""
     import torch
     from transformers import AutoModelForCausalLM
@@ -108,10 +109,17 @@ def train_grpo(model_dir: Path, prompts: Path, out: Path, settings: Mapping[str,
         }
         write_json(tmp / "train_stats.json", stats)
         write_json(tmp / "trainer_config.json", args.to_dict())
-        write_json(tmp / "lineage.json", lineage("grpo", parent=model_dir, data=[prompts], settings=dict(settings)))
+        write_json(
+            tmp / "lineage.json", lineage("grpo", parent=model_dir, data=[prompts], settings=dict(settings))
+        )
         import shutil
 
         shutil.rmtree(tmp / "trainer", ignore_errors=True)
-    log.info("GRPO done: %d steps in %.1f s, reward %s -> %s", stats["global_steps"], seconds,
-             stats["first_reward"], stats["last_reward"])
+    log.info(
+        "GRPO done: %d steps in %.1f s, reward %s -> %s",
+        stats["global_steps"],
+        seconds,
+        stats["first_reward"],
+        stats["last_reward"],
+    )
     return stats

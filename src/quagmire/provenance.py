@@ -45,8 +45,12 @@ def file_record(path: str | os.PathLike[str]) -> dict[str, Any]:
     return {"path": str(p), "bytes": p.stat().st_size, "sha256": sha256_file(p)}
 
 
-def lineage(kind: str, parent: str | os.PathLike[str] | None, data: Iterable[str | os.PathLike[str]],
-            settings: Mapping[str, Any]) -> dict[str, Any]:
+def lineage(
+    kind: str,
+    parent: str | os.PathLike[str] | None,
+    data: Iterable[str | os.PathLike[str]],
+    settings: Mapping[str, Any],
+) -> dict[str, Any]:
     """The lineage record of a model folder: its kind, parent (with the parent's own lineage), data, settings."""
     parent_record: dict[str, Any] | None = None
     if parent is not None:

@@ -51,7 +51,9 @@ class Completion:
 class Backend(Protocol):
     name: str
 
-    def generate(self, prompts: Sequence[str], settings: SamplingSettings, seed: int) -> list[list[Completion]]:
+    def generate(
+        self, prompts: Sequence[str], settings: SamplingSettings, seed: int
+    ) -> list[list[Completion]]:
         """n completions for each prompt, in prompt order."""
         ...
 
@@ -72,32 +74,41 @@ class HFBackend:
         dtype = torch.bfloat16 if self.device == "cuda" else torch.float32
         self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).to(self.device).eval()
 
-    def generate(self, prompts: Sequence[str], settings: SamplingSettings, seed: int) -> list[list[Completion]]:
+    def generate(
+        self, prompts: Sequence[str], settings: SamplingSettings, seed: int
+    ) -> list[list[Completion]]:
         import torch
 
         torch.manual_seed(seed)
+        greedy = settings.temperature == 0
         enc = self.tokenizer(list(prompts), return_tensors="pt", padding=True).to(self.device)
+        sampling = (
+            {} if greedy else {"temperature": settings.temperature, "top_p": settings.top_p, "top_k": 0}
+        )
         with torch.no_grad():
             out = self.model.generate(
                 **enc,
-                do_sample=settings.temperature > 0,
-                temperature=settings.temperature if settings.temperature > 0 else None,
-                top_p=settings.top_p,
-                top_k=0,
+                do_sample=not greedy,
                 max_new_tokens=settings.max_new_tokens,
-                num_return_sequences=settings.n,
+                num_return_sequences=1 if greedy else settings.n,
                 pad_token_id=self.tokenizer.pad_token_id,
                 eos_token_id=self.tokenizer.eos_token_id,
+                **sampling,
             )
+        if greedy:  # one decode per prompt is the answer n times over
+            out = out.repeat_interleave(settings.n, dim=0)
         new = out[:, enc["input_ids"].shape[1] :].cpu()
-        eos, pad = self.tokenizer.eos_token_id, self.tokenizer.pad_token_id
+        eos = self.tokenizer.eos_token_id
         results: list[list[Completion]] = [[] for _ in prompts]
         for row, ids in enumerate(new.tolist()):
+            # Rows that stopped early are padded after their EOS; rows without EOS ran to max_new_tokens.
             stop = ids.index(eos) if eos in ids else None
-            kept = ids[:stop] if stop is not None else [t for t in ids if t != pad]
+            kept = ids[:stop] if stop is not None else ids
             text = self.tokenizer.decode(kept, skip_special_tokens=True)
-            num_tokens = (stop + 1) if stop is not None else len(kept)
-            results[row // settings.n].append(Completion(text, num_tokens, "stop" if stop is not None else "length"))
+            num_tokens = (stop + 1) if stop is not None else len(ids)
+            results[row // settings.n].append(
+                Completion(text, num_tokens, "stop" if stop is not None else "length")
+            )
         return results
 
 
@@ -105,14 +116,21 @@ def render_prompts(problems: pd.DataFrame, tokenizer=None, template: str = PLAIN
     """The model-facing prompt of each problem: the model's chat template when it has one, else `template`."""
     if tokenizer is not None and getattr(tokenizer, "chat_template", None):
         return [
-            tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
+            tokenizer.apply_chat_template(
+                [{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True
+            )
             for p in problems["prompt"]
         ]
     return [template.format(prompt=p) for p in problems["prompt"]]
 
 
-def sample_benchmark(backend: Backend, problems: pd.DataFrame, settings: SamplingSettings,
-                     prompts: Sequence[str], progress: bool = True) -> pd.DataFrame:
+def sample_benchmark(
+    backend: Backend,
+    problems: pd.DataFrame,
+    settings: SamplingSettings,
+    prompts: Sequence[str],
+    progress: bool = True,
+) -> pd.DataFrame:
     """Draw `settings.n` completions per problem, `prompts_per_call` problems per backend call.
 
     Each call is seeded with `seed + call index`, so a rerun reproduces the same samples.
@@ -129,13 +147,21 @@ def sample_benchmark(backend: Backend, problems: pd.DataFrame, settings: Samplin
         outputs = backend.generate(prompts[start : start + step], settings, settings.seed + call)
         for problem_id, completions in zip(batch["problem_id"], outputs, strict=True):
             for idx, c in enumerate(completions):
-                rows.append({"problem_id": problem_id, "sample_idx": idx, "completion": c.text,
-                             "num_tokens": c.num_tokens, "finish_reason": c.finish_reason})
+                rows.append(
+                    {
+                        "problem_id": problem_id,
+                        "sample_idx": idx,
+                        "completion": c.text,
+                        "num_tokens": c.num_tokens,
+                        "finish_reason": c.finish_reason,
+                    }
+                )
     return pd.DataFrame(rows, columns=list(SAMPLE_COLUMNS))
 
 
-def sample_to_file(model_dir: Path, benchmark: Path, out: Path, settings: SamplingSettings,
-                   threads: int = 1) -> dict[str, Any]:
+def sample_to_file(
+    model_dir: Path, benchmark: Path, out: Path, settings: SamplingSettings, threads: int = 1
+) -> dict[str, Any]:
     """Sample one model on one benchmark file; write `samples.parquet` with its parameters as metadata."""
     problems = pd.read_parquet(benchmark)
     if problems.empty:
@@ -154,6 +180,10 @@ def sample_to_file(model_dir: Path, benchmark: Path, out: Path, settings: Sampli
         "seconds": round(seconds, 2),
     }
     write_parquet(out, samples, metadata=meta)
-    log.info("sampled %d completions in %.1f s (%.0f completions/s)", len(samples), seconds,
-             len(samples) / max(seconds, 1e-9))
+    log.info(
+        "sampled %d completions in %.1f s (%.0f completions/s)",
+        len(samples),
+        seconds,
+        len(samples) / max(seconds, 1e-9),
+    )
     return meta

@@ -23,8 +23,12 @@ from quagmire.world.tokenizer import load_tokenizer
 
 log = logging.getLogger(__name__)
 
-SCHEDULERS = {"constant": "constant", "linear": "linear", "cosine": "cosine",
-              "constant_with_warmup": "constant_with_warmup"}
+SCHEDULERS = {
+    "constant": "constant",
+    "linear": "linear",
+    "cosine": "cosine",
+    "constant_with_warmup": "constant_with_warmup",
+}
 
 
 def prompt_completion_dataset(frame: pd.DataFrame):  # -> datasets.Dataset
@@ -71,7 +75,9 @@ def sft_config(settings: Mapping[str, Any], output_dir: Path):  # -> trl.SFTConf
     )
 
 
-def train_sft(base: Path, data: Path, out: Path, settings: Mapping[str, Any], threads: int = 1) -> dict[str, Any]:
+def train_sft(
+    base: Path, data: Path, out: Path, settings: Mapping[str, Any], threads: int = 1
+) -> dict[str, Any]:
     """Fine-tune the model in `base` on the subset in `data`; write the checkpoint folder `out`."""
     import torch
     from transformers import AutoModelForCausalLM
@@ -106,7 +112,12 @@ def train_sft(base: Path, data: Path, out: Path, settings: Mapping[str, Any], th
         write_json(tmp / "trainer_config.json", args.to_dict())
         write_json(tmp / "lineage.json", lineage("sft", parent=base, data=[data], settings=dict(settings)))
         _remove_trainer_scratch(tmp / "trainer")
-    log.info("SFT done: %d steps in %.1f s, final loss %s", stats["global_steps"], seconds, stats["final_logged_loss"])
+    log.info(
+        "SFT done: %d steps in %.1f s, final loss %s",
+        stats["global_steps"],
+        seconds,
+        stats["final_logged_loss"],
+    )
     return stats
 
 

@@ -28,18 +28,21 @@ class PretrainSettings:
     lr: float = 1e-3
     warmup_steps: int = 30
     seed: int = 0
-    direct_problems: int = 1000
+    direct_problems: int = 300
 
 
 def digit_facts() -> list[str]:
-    """Every one-digit fact a column step can need: 'x+y', 'x+y+1', '1x-y', 'x*y', 'x*y+c'."""
+    """The one-digit facts column steps are made of: 'x+y', 'x+y+1', '1x-y', 'x*y'.
+
+    Multiplication with an incoming carry ('4*6+2') is left for SFT to teach: it is what makes `mul` the
+    hardest family.
+    """
     facts = []
     for x in range(10):
         for y in range(10):
             facts += [f"{x}+{y}={x + y}", f"{x}+{y}+1={x + y + 1}", f"{x}*{y}={x * y}"]
             top = x + 10 if x < y else x
             facts.append(f"{top}-{y}={top - y}")
-            facts += [f"{x}*{y}+{c}={x * y + c}" for c in range(1, 9)]
     return sorted(set(facts))
 
 
@@ -57,7 +60,9 @@ def pretrain_corpus(settings: PretrainSettings) -> list[str]:
     return digit_facts() + direct_problems(random.Random(settings.seed), settings.direct_problems)
 
 
-def pretrain(model, tokenizer, corpus: Sequence[str], settings: PretrainSettings, log_every: int = 50) -> dict:
+def pretrain(
+    model, tokenizer, corpus: Sequence[str], settings: PretrainSettings, log_every: int = 50
+) -> dict:
     """Train `model` as a causal LM on `corpus` lines (each followed by EOS); returns loss statistics.
 
     A plain loop rather than a Trainer: pre-training is not part of the study's method, and the loop is a few
@@ -75,22 +80,26 @@ def pretrain(model, tokenizer, corpus: Sequence[str], settings: PretrainSettings
     tokenizer.padding_side = "right"  # as SFT batches are padded: sequences start at position 0
     losses: list[float] = []
     start = time.monotonic()
-    for step in range(settings.steps):
-        batch = [corpus[rng.randrange(len(corpus))] + tokenizer.eos_token for _ in range(settings.batch_size)]
-        enc = tokenizer(batch, return_tensors="pt", padding=True)
-        labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
-        loss = model(**enc, labels=labels).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad(set_to_none=True)
-        losses.append(loss.item())
-        if (step + 1) % log_every == 0 or step + 1 == settings.steps:
-            recent = losses[-log_every:]
-            log.info("pretrain step %d/%d loss %.4f", step + 1, settings.steps, sum(recent) / len(recent))
-    model.eval()
-    tokenizer.padding_side = "left"
+    try:
+        for step in range(settings.steps):
+            batch = [
+                corpus[rng.randrange(len(corpus))] + tokenizer.eos_token for _ in range(settings.batch_size)
+            ]
+            enc = tokenizer(batch, return_tensors="pt", padding=True)
+            labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
+            loss = model(**enc, labels=labels).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad(set_to_none=True)
+            losses.append(loss.item())
+            if (step + 1) % log_every == 0 or step + 1 == settings.steps:
+                recent = losses[-log_every:]
+                log.info("pretrain step %d/%d loss %.4f", step + 1, settings.steps, sum(recent) / len(recent))
+    finally:
+        model.eval()
+        tokenizer.padding_side = "left"  # generation pads on the left
     tail = losses[-max(1, settings.steps // 10) :]
     return {
         "steps": settings.steps,

@@ -97,8 +97,8 @@ _COLUMNS = {"add": _add_columns, "sub": _sub_columns, "mul": _mul_columns}
 def solution(problem: Problem, style: str) -> str:
     """A worked solution, one column per step, each step ending in the answer digits written so far.
 
-    'short': '9+3=12:2,5+6+1=12:122 \\boxed{122}'. 'long' narrates the same steps:
-    'columns from the right: 9+3=12 write 2 carry 1 so far 2, 5+6+1=12 write 12 so far 122, answer \\boxed{122}'.
+    'short': '9+3=12:2,5+6+1=12:122 \\boxed{122}'. 'long' spells the carries and the answer out:
+    '9+3=12 carry 1 so 2, 5+6+1=12 so 122, answer \\boxed{122}' (about 1.5 times as many tokens).
     Carrying the partial result along keeps every step local, which is what a tiny model can learn.
     """
     boxed = f"\\boxed{{{problem.answer}}}"
@@ -115,8 +115,8 @@ def solution(problem: Problem, style: str) -> str:
         for i, ((expr, value), partial) in enumerate(zip(steps, partials, strict=True)):
             last = i == len(steps) - 1
             carry = "" if last or problem.family == "sub" or value < 10 else f" carry {value // 10}"
-            parts.append(f"{expr}={value} write {value if last else value % 10}{carry} so far {partial}")
-        return "columns from the right: " + ", ".join(parts) + f", answer {boxed}"
+            parts.append(f"{expr}={value}{carry} so {partial}")
+        return ", ".join(parts) + f", answer {boxed}"
     raise ValueError(f"unknown solution style {style!r} (known: {', '.join(STYLES)})")
 
 
@@ -147,7 +147,9 @@ def unique_problems(
         family, level = mix[attempts % len(mix)]
         attempts += 1
         if attempts > 200 * count + 1000:
-            raise ValueError(f"cannot draw {count} unique problems from {sorted(set(mix))}: the space is too small")
+            raise ValueError(
+                f"cannot draw {count} unique problems from {sorted(set(mix))}: the space is too small"
+            )
         problem = sample_problem(rng, family, level)
         if problem.key in taken:
             continue

@@ -1,0 +1,56 @@
+"""Shared fixtures: a tiny saved base model and tiny data files, built once per test session.
+
+Why session-scoped: building and saving even a tiny model costs seconds; every training, sampling and loss
+test reads the same one (and never writes into it).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_BENCHMARKS = REPO.parent / "shared" / "benchmarks"
+
+
+@pytest.fixture(scope="session")
+def smoke_config() -> dict:
+    from quagmire.config import load_config
+
+    return load_config(REPO / "config" / "smoke.yaml")
+
+
+@pytest.fixture(scope="session")
+def tiny_world(tmp_path_factory: pytest.TempPathFactory, smoke_config: dict) -> Path:
+    """The smoke world's pools and benchmarks, written as the `world` rule writes them."""
+    from quagmire.data import build_world, write_world
+
+    out = tmp_path_factory.mktemp("world")
+    write_world(build_world(smoke_config["world"], seed=0), out, {"seed": 0})
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer, 32-wide Llama model pre-trained for a few steps, saved like the `pretrain` rule saves it."""
+    import torch
+
+    from quagmire.world.model import TinyModelSpec, build_model
+    from quagmire.world.pretrain import PretrainSettings, pretrain, pretrain_corpus, save_base
+    from quagmire.world.tokenizer import build_tokenizer
+
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("base") / "base"
+    tokenizer = build_tokenizer()
+    spec = TinyModelSpec(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
+    model = build_model(spec, tokenizer, seed=0)
+    settings = PretrainSettings(steps=5, batch_size=8)
+    stats = pretrain(model, tokenizer, pretrain_corpus(settings), settings)
+    save_base(model, tokenizer, out, stats)
+    return out

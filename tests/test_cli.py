@@ -1,0 +1,207 @@
+"""The command line: one subcommand per stage; a user error is one line on stderr and exit status 2."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from quagmire.cli import build_parser, main
+from quagmire.config import load_config
+from quagmire.io import read_json
+from quagmire.world.tokenizer import load_tokenizer
+
+ROOT = Path(__file__).resolve().parents[1]
+STAGES = (
+    "world",
+    "subset",
+    "tokenizer",
+    "pretrain",
+    "sft",
+    "grpo",
+    "sample",
+    "grade",
+    "score",
+    "genloss",
+    "recipes",
+    "table",
+    "predictors",
+    "plot",
+    "check-config",
+)
+
+
+def _error_lines(capsys) -> list[str]:
+    return [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+
+
+# --- check-config -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "smoke.yaml"])
+def test_check_config_accepts_the_shipped_configs(name, capsys):
+    assert main(["check-config", str(ROOT / "config" / name)]) == 0
+    out = capsys.readouterr().out
+    assert "valid" in out
+    assert f"{len(load_config(ROOT / 'config' / name)['sft']['recipes'])} SFT recipes" in out
+
+
+def test_check_config_with_an_unknown_key_exits_2_with_one_line_naming_it(tmp_path, capsys):
+    path = tmp_path / "typo.yaml"
+    path.write_text("study: t\nsft:\n  defaults: {lrr: 0.1}\n")
+    assert main(["check-config", str(path)]) == 2
+    lines = _error_lines(capsys)
+    assert len(lines) == 1, lines
+    assert "sft.defaults.lrr" in lines[0]
+    assert str(path) in lines[0]
+    assert lines[0].startswith("quagmire check-config:")
+    assert "Traceback" not in lines[0]
+
+
+def test_check_config_on_a_missing_file_exits_2(tmp_path, capsys):
+    assert main(["check-config", str(tmp_path / "nope.yaml")]) == 2
+    (line,) = _error_lines(capsys)
+    assert "not found" in line
+
+
+# --- argument errors ----------------------------------------------------------------------------------------
+
+
+def test_score_with_a_malformed_grades_argument_exits_2_with_a_clear_message(tmp_path, capsys):
+    out = tmp_path / "metrics.json"
+    assert main(["score", "--grades", "nonsense", "--out", str(out)]) == 2
+    (line,) = _error_lines(capsys)
+    assert "--grades" in line
+    assert "NAME=PATH" in line
+    assert "nonsense" in line
+    assert not out.exists()
+
+
+def test_score_without_its_required_arguments_exits_2():
+    with pytest.raises(SystemExit) as info:
+        main(["score", "--grades", "nonsense"])  # --out missing: argparse's own usage error
+    assert info.value.code == 2
+
+
+@pytest.mark.parametrize(
+    "settings, message", [("{not json", "not valid JSON"), ("[1, 2]", "must be a JSON object")]
+)
+def test_bad_settings_json_exits_2_with_a_clear_message(settings, message, tmp_path, capsys):
+    assert main(["world", "--settings", settings, "--out-dir", str(tmp_path / "data")]) == 2
+    (line,) = _error_lines(capsys)
+    assert "--settings" in line and message in line
+    assert not (tmp_path / "data").exists()
+
+
+def test_parser_lists_every_stage_subcommand():
+    parser = build_parser()
+    help_text = parser.format_help()
+    for stage in STAGES:
+        assert stage in help_text, stage
+    for stage in STAGES:
+        with pytest.raises(SystemExit) as info:
+            parser.parse_args([stage, "--help"])
+        assert info.value.code == 0, stage
+
+
+def test_an_unknown_subcommand_is_rejected():
+    with pytest.raises(SystemExit) as info:
+        build_parser().parse_args(["train-everything"])
+    assert info.value.code == 2
+
+
+# --- stages that run in a blink -----------------------------------------------------------------------------
+
+
+def test_world_writes_disjoint_pools_from_smoke_settings(tmp_path):
+    config = load_config(ROOT / "config" / "smoke.yaml")
+    settings = json.dumps({"world": config["world"], "seed": config["seed"]})
+    out = tmp_path / "data"
+    assert main(["world", "--settings", settings, "--out-dir", str(out)]) == 0
+    for pool in ("sft", "heldout", "rl"):
+        frame = pd.read_parquet(out / f"{pool}.parquet")
+        assert len(frame) == config["world"]["pools"][pool]["size"]
+    for name, spec in config["world"]["benchmarks"].items():
+        assert len(pd.read_parquet(out / "benchmarks" / f"{name}.parquet")) == spec["size"]
+    audit = read_json(out / "audit.json")
+    assert audit["disjoint"] is True
+    assert audit["settings"]["seed"] == config["seed"]
+    prompts = pd.concat([pd.read_parquet(p)["prompt"] for p in out.rglob("*.parquet")])
+    assert prompts.is_unique
+
+
+def test_world_then_subset_then_recipes_through_the_cli(tmp_path):
+    config = load_config(ROOT / "config" / "smoke.yaml")
+    data, tok = tmp_path / "data", tmp_path / "tokenizer"
+    assert (
+        main(
+            ["world", "--settings", json.dumps({"world": config["world"], "seed": 0}), "--out-dir", str(data)]
+        )
+        == 0
+    )
+    assert main(["tokenizer", "--out", str(tok)]) == 0
+    assert load_tokenizer(tok)("1+2=")["input_ids"][0] == load_tokenizer(tok).bos_token_id
+
+    out = tmp_path / "subsets" / "shortest-16.parquet"
+    assert (
+        main(
+            [
+                "subset",
+                "--pool",
+                str(data / "sft.parquet"),
+                "--tokenizer",
+                str(tok),
+                "--strategy",
+                "shortest",
+                "--n",
+                "16",
+                "--seed",
+                "0",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    subset, pool = pd.read_parquet(out), pd.read_parquet(data / "sft.parquet")
+    assert len(subset) == 16
+    assert sorted(subset["response_tokens"]) == sorted(pool["response"].str.len())[:16]
+
+    recipes = {name: {**config["sft"]["defaults"], **r} for name, r in config["sft"]["recipes"].items()}
+    table = tmp_path / "recipes.csv"
+    assert main(["recipes", "--settings", json.dumps(recipes), "--out", str(table)]) == 0
+    frame = pd.read_csv(table)
+    assert list(frame["run"]) == list(recipes)
+    assert list(frame["n_unique"]) == [r["n"] for r in recipes.values()]
+
+
+def test_subset_with_an_unknown_strategy_exits_2(tmp_path, capsys):
+    config = load_config(ROOT / "config" / "smoke.yaml")
+    data, tok = tmp_path / "data", tmp_path / "tokenizer"
+    main(["world", "--settings", json.dumps({"world": config["world"], "seed": 0}), "--out-dir", str(data)])
+    main(["tokenizer", "--out", str(tok)])
+    capsys.readouterr()
+    out = tmp_path / "s.parquet"
+    assert (
+        main(
+            [
+                "subset",
+                "--pool",
+                str(data / "sft.parquet"),
+                "--tokenizer",
+                str(tok),
+                "--strategy",
+                "median",
+                "--n",
+                "4",
+                "--out",
+                str(out),
+            ]
+        )
+        == 2
+    )
+    lines = _error_lines(capsys)
+    assert any("median" in line for line in lines)
+    assert not out.exists()
