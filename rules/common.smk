@@ -33,9 +33,10 @@ if config["base_model"]["source"] == "embedded":
 STUDY = config["study"]
 R = f"results/{STUDY}"
 LOGS = f"logs/{STUDY}"
-RECIPES = list(config["sft"]["recipes"])
+# Sorted: reordering keys in a config file must not change any job's params (and so rerun it).
+RECIPES = sorted(config["sft"]["recipes"])
 RL_RUNS = RECIPES + (["base"] if config["rl"]["from_base"] else [])
-BENCHMARKS = list(config["world"]["benchmarks"])
+BENCHMARKS = sorted(config["world"]["benchmarks"])
 POOLS = ["sft", "heldout", "rl"]
 FIGURES = config["plots"]["figures"]
 SAMPLING_KEYS = ("n", "temperature", "top_p", "max_new_tokens", "seed", "prompts_per_call")

@@ -30,7 +30,7 @@ SOURCE = "embedded-world"
 def _mix(spec: Mapping[str, Any]) -> list[tuple[str, int]]:
     """Expand {'add:2': 3, 'mul:2': 1} into the cycle [add2, add2, add2, mul2] that `unique_problems` walks."""
     cycle = []
-    for kind, weight in spec["mix"].items():
+    for kind, weight in sorted(spec["mix"].items()):
         family, level = kind.split(":")
         cycle += [(family, int(level))] * weight
     return cycle
@@ -58,7 +58,7 @@ def build_world(world: Mapping[str, Any], seed: int) -> dict[str, pd.DataFrame]:
     taken: set[str] = set()
     frames: dict[str, pd.DataFrame] = {}
     try:
-        for name, spec in world["benchmarks"].items():
+        for name, spec in sorted(world["benchmarks"].items()):  # key order in a file must not change the draw
             problems = unique_problems(rng, _mix(spec), spec["size"], taken)
             frames[f"benchmark:{name}"] = pd.DataFrame(
                 [_problem_row(p, name, i) for i, p in enumerate(problems)]

@@ -11,6 +11,7 @@ changed between releases; the run must say which ones it used.
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -112,9 +113,7 @@ def train_grpo(
         write_json(
             tmp / "lineage.json", lineage("grpo", parent=model_dir, data=[prompts], settings=dict(settings))
         )
-        import shutil
-
-        shutil.rmtree(tmp / "trainer", ignore_errors=True)
+        shutil.rmtree(tmp / "trainer", ignore_errors=True)  # the trainer's scratch; no checkpoints are kept yet
     log.info(
         "GRPO done: %d steps in %.1f s, reward %s -> %s",
         stats["global_steps"],

@@ -9,6 +9,7 @@ place at the end, so a killed job never leaves a checkpoint that looks finished.
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -111,7 +112,7 @@ def train_sft(
         write_json(tmp / "train_stats.json", stats)
         write_json(tmp / "trainer_config.json", args.to_dict())
         write_json(tmp / "lineage.json", lineage("sft", parent=base, data=[data], settings=dict(settings)))
-        _remove_trainer_scratch(tmp / "trainer")
+        shutil.rmtree(tmp / "trainer", ignore_errors=True)  # the trainer's scratch; no checkpoints are kept yet
     log.info(
         "SFT done: %d steps in %.1f s, final loss %s",
         stats["global_steps"],
@@ -120,9 +121,3 @@ def train_sft(
     )
     return stats
 
-
-def _remove_trainer_scratch(path: Path) -> None:
-    """The trainer's own output_dir only holds scratch (no checkpoints are kept yet)."""
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)
