@@ -303,3 +303,10 @@ def test_the_reward_is_one_for_correct_zero_otherwise_and_none_for_a_bad_gold(po
     assert reward(["p"], conversational, answer=["122"]) == [1.0]
     with pytest.raises(QuagmireError, match="answer"):
         reward(["p"], [r"\boxed{1}"], solution=["1"])
+
+
+def test_escaped_dollar_gold_is_a_dollar_amount_not_a_delimiter() -> None:
+    # MATH-500 has golds like "\$36": reading "$" as a math delimiter made them gold_invalid (never scored).
+    verdict = grade_one(r"\$36", r"The total is \boxed{\$36}.")
+    assert verdict.status == "correct"
+    assert grade_one(r"\$18.90", r"\boxed{18.90}").correct

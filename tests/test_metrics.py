@@ -161,3 +161,19 @@ def test_macro_scores_weigh_each_benchmark_equally():
 def test_benchmarks_with_different_n_cannot_be_macro_averaged():
     with pytest.raises(QuagmireError, match="same samples per problem"):
         score({"a": make_grades({"p": [True, False]}), "b": make_grades({"p": [True, False, False, True]})})
+
+
+def test_pass_at_ks_with_mixed_sample_counts_matches_exact_fractions() -> None:
+    from fractions import Fraction
+    from math import comb
+
+    from quagmire.metrics import pass_at_ks
+
+    rng = np.random.default_rng(3)
+    n = rng.choice([8, 16, 33], size=60)
+    c = rng.integers(0, n + 1)
+    got = pass_at_ks(n, c, [1, 3, 8])
+    for k, values in got.items():
+        for ni, ci, v in zip(n, c, values, strict=True):
+            exact = 1 - Fraction(comb(int(ni - ci), k), comb(int(ni), k))
+            assert abs(v - float(exact)) < 1e-12

@@ -110,10 +110,13 @@ def _closing_brace_vectorized(text: str, begin: int) -> int | None:
     return begin + int(closed[0]) if len(closed) else None
 
 
+_UNESCAPED_DOLLAR = re.compile(r"(?<!\\)\$")
+
+
 def _gold_text(gold: str) -> str:
     """The gold as math-verify should read it: boxed, unless it already carries its own delimiters."""
     gold = gold.strip()
-    if "\\boxed" in gold or "$" in gold:
+    if "\\boxed" in gold or _UNESCAPED_DOLLAR.search(gold):  # "\\$36" is a dollar amount, not a delimiter
         return gold
     return f"\\boxed{{{gold}}}"
 

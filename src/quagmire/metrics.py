@@ -22,25 +22,49 @@ _BOOT_CHUNK_CELLS = 4_000_000  # resampled indices held in memory at once (32 MB
 
 
 def pass_at_k(n: np.ndarray, c: np.ndarray, k: int) -> np.ndarray:
-    """Unbiased pass@k per problem, 1 − C(n−c, k)/C(n, k), from n samples of which c are correct.
+    """Unbiased pass@k per problem, 1 − C(n−c, k)/C(n, k), from n samples of which c are correct."""
+    return pass_at_ks(n, c, [k])[k]
 
-    The ratio is computed as the product over j < k of (n−c−j)/(n−j): no factorials or binomials, so nothing
-    overflows and the result is accurate to about k·1e-16 relative (matches exact fractions at n = 1024).
+
+def pass_at_ks(n: np.ndarray, c: np.ndarray, ks: Iterable[int]) -> dict[int, np.ndarray]:
+    """Unbiased pass@k per problem for every k in `ks` at once: {k: array over problems}.
+
+    For each distinct n, the ratio C(n−c, k)/C(n, k) is tabulated for every c = 0..n by its recurrence in c,
+    ratio(c+1) = ratio(c)·(n−c−k)/(n−c): one cumulative product of n terms per k, no factorials or binomials,
+    nothing overflows, accurate to about n·1e-16 relative (matches exact fractions at n = 1024). Each problem
+    then reads its value from the table, so the cost is set by n and the number of k, not by the number of
+    problems.
     """
     n = np.asarray(n, dtype=np.int64)
     c = np.asarray(c, dtype=np.int64)
+    ks = sorted({int(k) for k in ks})
     if n.shape != c.shape:
         raise QuagmireError(f"pass@k needs one n and one c per problem (got shapes {n.shape} and {c.shape})")
-    if k < 1:
-        raise QuagmireError(f"pass@k needs k >= 1 (got {k})")
-    if np.any(n < k):
-        raise QuagmireError(f"pass@{k} needs at least {k} samples per problem (smallest n is {n.min()})")
+    if not ks or ks[0] < 1:
+        raise QuagmireError(f"pass@k needs k >= 1 (got {ks})")
+    if n.size == 0:
+        return {k: np.zeros(0) for k in ks}
+    if np.any(n < ks[-1]):
+        raise QuagmireError(f"pass@{ks[-1]} needs at least {ks[-1]} samples per problem (smallest n is {n.min()})")
     if np.any((c < 0) | (c > n)):
         raise QuagmireError("pass@k needs 0 <= c <= n for every problem")
-    all_wrong = np.ones(n.shape, dtype=np.float64)  # probability that k draws hold no correct sample
-    for j in range(k):
-        all_wrong *= np.maximum(n - c - j, 0) / (n - j)
-    return 1.0 - all_wrong
+    k_col = np.asarray(ks, dtype=np.int64)[:, None]
+    n_values = np.unique(n)
+    if n_values.size == 1:  # the usual case: every problem sampled n times
+        out = 1.0 - _all_wrong_table(int(n_values[0]), k_col)[:, c]
+    else:
+        out = np.empty((len(ks), *n.shape))
+        for n_value in n_values:
+            mask = n == n_value
+            out[:, mask] = 1.0 - _all_wrong_table(int(n_value), k_col)[:, c[mask]]
+    return {k: out[i] for i, k in enumerate(ks)}
+
+
+def _all_wrong_table(n: int, k_col: np.ndarray) -> np.ndarray:
+    """C(n−c, k)/C(n, k) for each k (rows) and c = 0..n (columns): P(k draws without replacement all wrong)."""
+    cs = np.arange(n, dtype=np.int64)
+    steps = np.maximum(n - cs - k_col, 0) / (n - cs)  # ratio(c+1)/ratio(c)
+    return np.concatenate([np.ones((k_col.shape[0], 1)), np.cumprod(steps, axis=1)], axis=1)
 
 
 def ks_for(n: int, extra: Iterable[int] = ()) -> list[int]:
@@ -137,8 +161,8 @@ def benchmark_metrics(
         "n_gold_invalid_problems": len(invalid),
         f"avg@{n}": float(per_problem_avg.mean()),
     }
-    for k in ks_for(n, extra_ks):
-        metrics[f"pass@{k}"] = float(pass_at_k(n_vec, c, k).mean())
+    for k, per_problem in pass_at_ks(n_vec, c, ks_for(n, extra_ks)).items():
+        metrics[f"pass@{k}"] = float(per_problem.mean())
     metrics[f"maj@{n}"] = maj_at_n(scored)
     metrics["status_counts"] = {status: int(counts.get(status, 0)) for status in STATUSES}
     metrics[f"avg@{n}_ci"] = list(bootstrap_ci(per_problem_avg, n_boot=n_boot, seed=seed))

@@ -1,0 +1,449 @@
+"""Evaluation benchmarks: where each one comes from, how its gold answer is read, one normalized row schema.
+
+Every benchmark becomes the same frame, whatever the source's field names: `problem_id, prompt, answer,
+source, source_row` (+ `gold_solution` where the source has a worked solution, + the spec's `keep_fields`).
+Why one module owns this: each published copy of a benchmark stores its gold differently (GSM8K after `####`,
+Minerva-Math only inside `\\boxed{}`, OlympiadBench as a list, AMC as a float), and a wrong gold silently
+scores correct answers as wrong. A row that cannot give a problem and a gold is dropped and counted in the
+manifest, never guessed and never a crash.
+
+Hub revisions: the `revision` of every spec below is the placeholder `UNPINNED`. A benchmark must be pinned
+to a dataset commit (40 hex digits) in the config before it is loaded from the hub, and loading refuses an
+unpinned one: a moving `main` would change the test set under a finished study. The hub ids and field names
+below follow the public copies; check them against the commit you pin.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import json
+import math
+import numbers
+import os
+import re
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from quagmire.errors import QuagmireError
+from quagmire.grade import extract_boxed
+from quagmire.io import write_json, write_parquet
+from quagmire.provenance import sha256_file
+
+UNPINNED = "main"  # placeholder revision; a config must replace it with a dataset commit
+ID_WIDTH = 5  # digits a numeric id is zero-padded to, so ids sort in source order
+SCHEMA = ("problem_id", "prompt", "answer", "source", "source_row")
+SOLUTION_COLUMN = "gold_solution"
+
+# How the gold answer is read from `answer_field`.
+ANSWER_TEXT = "text"  # the field itself (a string or a number)
+ANSWER_BOXED = "boxed"  # the last \boxed{} of the field (a worked solution)
+ANSWER_HASHES = "hashes"  # the text after the last `####`, thousands commas removed (GSM8K)
+ANSWER_LIST = "list"  # a list of answers, or its Python text form; joined with ", ", `$` delimiters removed
+ANSWER_KINDS = (ANSWER_TEXT, ANSWER_BOXED, ANSWER_HASHES, ANSWER_LIST)
+
+_PINNED = re.compile(r"[0-9a-f]{40}")
+_NOT_ID_CHARS = re.compile(r"[^A-Za-z0-9]+")
+_UNESCAPED_DOLLAR = re.compile(r"(?<!\\)\$")
+_SEPARATOR = re.compile(r"\s*,?\s*")
+
+
+@dataclass(frozen=True)
+class BenchmarkSpec:
+    """Where one benchmark comes from (a hub dataset at a pinned revision, or a local file) and its fields.
+
+    `id_field` None numbers problems by row. `path`, when set, wins over the hub (JSONL or Parquet).
+    `keep_fields` are carried into the frame when the source has them (e.g. MATH-500's subject and level).
+    """
+
+    name: str
+    hub_id: str | None = None
+    revision: str = UNPINNED
+    config: str | None = None
+    split: str = "test"
+    problem_field: str = "problem"
+    answer_field: str = "answer"
+    answer_kind: str = ANSWER_TEXT
+    id_field: str | None = None
+    solution_field: str | None = None
+    context_field: str | None = None
+    keep_fields: tuple[str, ...] = ()
+    path: str | None = None
+    optional: bool = False
+
+    def __post_init__(self) -> None:
+        if self.answer_kind not in ANSWER_KINDS:
+            raise QuagmireError(
+                f"benchmark {self.name}: answer_kind must be one of {', '.join(ANSWER_KINDS)} "
+                f"(got {self.answer_kind!r})"
+            )
+        if self.hub_id is None and self.path is None:
+            raise QuagmireError(f"benchmark {self.name}: give either a hub dataset id or a local path")
+        clash = set(self.keep_fields) & {*SCHEMA, SOLUTION_COLUMN}
+        if clash:
+            raise QuagmireError(f"benchmark {self.name}: keep_fields may not reuse column names {sorted(clash)}")
+
+
+BENCHMARKS: dict[str, BenchmarkSpec] = {
+    spec.name: spec
+    for spec in (
+        BenchmarkSpec(
+            "math500",
+            hub_id="HuggingFaceH4/MATH-500",
+            solution_field="solution",
+            keep_fields=("subject", "level", "unique_id"),
+        ),
+        BenchmarkSpec(
+            "aime24", hub_id="HuggingFaceH4/aime_2024", split="train", id_field="id", solution_field="solution"
+        ),
+        BenchmarkSpec("aime25", hub_id="yentinglin/aime_2025", split="train"),
+        BenchmarkSpec(
+            "aime",  # AIME 1983-2024: optional, overlaps aime24
+            hub_id="di-zhang-fdu/AIME_1983_2024",
+            split="train",
+            problem_field="Question",
+            answer_field="Answer",
+            id_field="ID",
+            keep_fields=("Year", "Problem Number"),
+            optional=True,
+        ),
+        BenchmarkSpec("amc23", hub_id="math-ai/amc23", id_field="id", keep_fields=("url",)),
+        BenchmarkSpec(
+            "minerva_math",
+            hub_id="math-ai/minervamath",
+            answer_field="solution",
+            answer_kind=ANSWER_BOXED,
+            id_field="idx",
+            solution_field="solution",
+            keep_fields=("type",),
+        ),
+        BenchmarkSpec(
+            "olympiadbench",
+            hub_id="Hothan/OlympiadBench",
+            config="OE_TO_maths_en_COMP",
+            split="train",
+            problem_field="question",
+            answer_field="final_answer",
+            answer_kind=ANSWER_LIST,
+            id_field="id",
+            solution_field="solution",
+            context_field="context",
+            keep_fields=("subfield", "answer_type", "unit", "is_multiple_answer"),
+        ),
+        BenchmarkSpec(
+            "gsm8k",
+            hub_id="openai/gsm8k",
+            config="main",
+            problem_field="question",
+            answer_kind=ANSWER_HASHES,
+            solution_field="answer",
+        ),
+    )
+}
+
+
+def get_benchmark(name: str, overrides: Mapping[str, Any] | None = None) -> BenchmarkSpec:
+    """The registered spec for `name`, with config `overrides` (e.g. a pinned `revision`, a local `path`)."""
+    if name not in BENCHMARKS:
+        raise QuagmireError(f"unknown benchmark {name!r}; known: {', '.join(sorted(BENCHMARKS))}")
+    spec = BENCHMARKS[name]
+    if not overrides:
+        return spec
+    allowed = {f.name for f in dataclasses.fields(BenchmarkSpec)} - {"name"}
+    unknown = sorted(set(overrides) - allowed)
+    if unknown:
+        raise QuagmireError(f"benchmark {name}: unknown setting(s) {unknown}; allowed: {sorted(allowed)}")
+    values = dict(overrides)
+    if "keep_fields" in values:
+        values["keep_fields"] = tuple(values["keep_fields"])
+    return dataclasses.replace(spec, **values)
+
+
+# --------------------------------------------------------------------------- reading sources
+
+
+def _read_local(path: Path, name: str) -> tuple[list[dict[str, Any]], int]:
+    """Records of a JSONL or Parquet file, and the number of JSONL lines that were not a JSON object."""
+    if not path.is_file():
+        raise QuagmireError(f"benchmark {name}: file not found: {path}")
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        try:
+            return pd.read_parquet(path).to_dict("records"), 0
+        except (OSError, ValueError) as error:
+            raise QuagmireError(f"benchmark {name}: cannot read Parquet file {path}: {error}") from error
+    if suffix not in (".jsonl", ".json"):
+        raise QuagmireError(f"benchmark {name}: expected a .jsonl or .parquet file (got {path})")
+    try:
+        # dtype=False: an answer like "070" must stay text; no date guessing on columns named like dates.
+        frame = pd.read_json(path, lines=True, dtype=False, convert_dates=False, precise_float=True)
+        return frame.to_dict("records"), 0
+    except ValueError:
+        return _read_jsonl_lines(path)
+
+
+def _read_jsonl_lines(path: Path) -> tuple[list[dict[str, Any]], int]:
+    """Line-by-line fallback when pandas rejects the file: keeps every valid object, counts the rest."""
+    records: list[dict[str, Any]] = []
+    bad = 0
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError:
+            bad += 1
+            continue
+        if isinstance(obj, dict):
+            records.append(obj)
+        else:
+            bad += 1
+    return records, bad
+
+
+def _read_hub(spec: BenchmarkSpec) -> list[dict[str, Any]]:
+    """Records of the spec's hub dataset at its pinned revision (network or the local hub cache)."""
+    if not _PINNED.fullmatch(spec.revision):
+        raise QuagmireError(
+            f"benchmark {spec.name}: hub dataset {spec.hub_id} must be pinned to a commit (40 hex digits) "
+            f"in the config (got revision {spec.revision!r})"
+        )
+    import datasets
+
+    try:
+        dataset = datasets.load_dataset(spec.hub_id, spec.config, revision=spec.revision, split=spec.split)
+    except Exception as error:  # the hub raises many types; the user needs the one line
+        raise QuagmireError(
+            f"benchmark {spec.name}: cannot load {spec.hub_id}@{spec.revision} split {spec.split}: {error}"
+        ) from error
+    return dataset.to_pandas().to_dict("records")
+
+
+# --------------------------------------------------------------------------- field normalization
+
+
+def _is_missing(value: Any) -> bool:
+    """None or a NaN float (pandas fills absent JSON keys with NaN)."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _scalar_text(value: Any) -> str | None:
+    """A string or number as answer text (27.0 -> "27"); None for any other type or a non-finite number."""
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, bool) or type(value).__name__ == "bool_":
+        return None
+    if isinstance(value, numbers.Integral):
+        return str(int(value))
+    if isinstance(value, numbers.Real):
+        number = float(value)
+        if not math.isfinite(number):
+            return None
+        return str(int(number)) if number.is_integer() else repr(number)
+    return None
+
+
+def _strip_dollars(text: str) -> str:
+    """`$5$` -> `5`, `$69$,$84$` -> `69, 84`; text with `$` anywhere else is left as is."""
+    parts = _UNESCAPED_DOLLAR.split(text.strip())
+    if len(parts) < 3 or len(parts) % 2 == 0 or parts[0].strip() or parts[-1].strip():
+        return text.strip()
+    if not all(_SEPARATOR.fullmatch(sep) for sep in parts[2:-1:2]):
+        return text.strip()
+    return ", ".join(p.strip() for p in parts[1::2] if p.strip())
+
+
+def _as_items(value: Any) -> list[Any] | None:
+    """A list-valued answer as a Python list: a list, a tuple, a numpy array, or its text form "['$5$']"."""
+    if isinstance(value, str):
+        text = value.strip()
+        if not text.startswith("["):
+            return [text]
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            return None
+    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
+        value = value.tolist()
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return [value]
+
+
+def _gold_answer(value: Any, kind: str) -> tuple[str | None, str]:
+    """(answer, "") or (None, why it was dropped) for one row's answer field."""
+    if _is_missing(value):
+        return None, "answer_missing"
+    if kind == ANSWER_TEXT:
+        text = _scalar_text(value)
+    elif kind == ANSWER_LIST:
+        items = _as_items(value)
+        if items is None:
+            return None, "answer_unparsable"
+        texts = [_scalar_text(item) for item in items]
+        if any(t is None for t in texts):
+            return None, "answer_not_text"
+        text = ", ".join(s for s in (_strip_dollars(t) for t in texts if t is not None) if s)
+    else:
+        if not isinstance(value, str):
+            return None, "answer_not_text"
+        if kind == ANSWER_BOXED:
+            text = extract_boxed(value)
+        else:
+            text = value.rsplit("####", 1)[1].strip().replace(",", "") if "####" in value else None
+        if text is None:
+            return None, "answer_unparsable"
+    if text is None:
+        return None, "answer_not_text"
+    return (text, "") if text else (None, "answer_empty")
+
+
+def _problem_text(row: Mapping[str, Any], spec: BenchmarkSpec) -> tuple[str | None, str]:
+    """(prompt, "") or (None, why); an OlympiadBench-style context is put before the question."""
+    value = row.get(spec.problem_field)
+    if _is_missing(value):
+        return None, "problem_missing"
+    if not isinstance(value, str):
+        return None, "problem_not_text"
+    text = value.strip()
+    if not text:
+        return None, "problem_empty"
+    context = row.get(spec.context_field) if spec.context_field else None
+    if isinstance(context, str) and context.strip():
+        text = f"{context.strip()}\n\n{text}"
+    return text, ""
+
+
+def _id_key(value: Any) -> str | None:
+    """A source id as a problem_id suffix: numbers zero-padded, text reduced to letters, digits and `-`."""
+    if _is_missing(value) or isinstance(value, bool):
+        return None
+    if isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral):
+        if not math.isfinite(float(value)) or not float(value).is_integer():
+            return None
+        value = int(value)
+    if isinstance(value, numbers.Integral):
+        return f"{int(value):0{ID_WIDTH}d}" if int(value) >= 0 else None
+    if isinstance(value, str):
+        text = value.strip()
+        if text.isdigit():
+            return f"{int(text):0{ID_WIDTH}d}"
+        return _NOT_ID_CHARS.sub("-", text).strip("-") or None
+    return None
+
+
+def _solution_text(value: Any) -> str | None:
+    """A worked solution as text: a string, or the first non-empty string of a list (OlympiadBench)."""
+    items = value.tolist() if hasattr(value, "tolist") else value
+    if isinstance(items, (list, tuple)):
+        items = next((s for s in items if isinstance(s, str) and s.strip()), None)
+    return items if isinstance(items, str) and items.strip() else None
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _source_record(spec: BenchmarkSpec, path: Path | None) -> dict[str, Any]:
+    """Where the rows came from, exactly enough to fetch the same bytes again."""
+    if path is not None:
+        return {"kind": "local", "path": str(path), "bytes": path.stat().st_size, "sha256": sha256_file(path)}
+    return {
+        "kind": "hub",
+        "dataset": spec.hub_id,
+        "config": spec.config,
+        "revision": spec.revision,
+        "split": spec.split,
+    }
+
+
+def _check_columns(records: list[dict[str, Any]], spec: BenchmarkSpec, origin: str) -> None:
+    """A field the spec names but no row has is a wrong mapping, not a malformed row: say so."""
+    present = set().union(*(r.keys() for r in records)) if records else set()
+    needed = [f for f in (spec.problem_field, spec.answer_field, spec.id_field) if f]
+    missing = [f for f in needed if f not in present]
+    if records and missing:
+        raise QuagmireError(
+            f"benchmark {spec.name}: {origin} has no field(s) {missing}; its fields are {sorted(present)} "
+            f"(set problem_field / answer_field / id_field in the config)"
+        )
+
+
+def normalize_rows(records: list[dict[str, Any]], spec: BenchmarkSpec, source: str) -> tuple[pd.DataFrame, Counter]:
+    """The normalized frame of `records` and the count of dropped rows by reason."""
+    _check_columns(records, spec, source)
+    dropped: Counter[str] = Counter()
+    rows = []
+    for index, row in enumerate(records):
+        prompt, why = _problem_text(row, spec)
+        answer, why_answer = _gold_answer(row.get(spec.answer_field), spec.answer_kind)
+        key = _id_key(row.get(spec.id_field)) if spec.id_field else f"{index:0{ID_WIDTH}d}"
+        reason = why or why_answer or ("" if key else "id_missing")
+        if reason:
+            dropped[reason] += 1
+            continue
+        out = {"problem_id": f"{spec.name}-{key}", "prompt": prompt, "answer": answer}
+        out.update(source=source, source_row=index)
+        if spec.solution_field:
+            out[SOLUTION_COLUMN] = _solution_text(row.get(spec.solution_field))
+        for field in spec.keep_fields:
+            value = row.get(field)
+            out[field] = value.tolist() if hasattr(value, "tolist") else value
+        rows.append(out)
+    columns = [*SCHEMA, *([SOLUTION_COLUMN] if spec.solution_field else [])]
+    frame = pd.DataFrame(rows, columns=columns + [f for f in spec.keep_fields if any(f in r for r in rows)])
+    duplicated = frame["problem_id"][frame["problem_id"].duplicated()].unique().tolist()
+    if duplicated:
+        raise QuagmireError(
+            f"benchmark {spec.name}: problem ids are not unique in {source} (e.g. {duplicated[:5]}); "
+            f"set id_field to a unique column, or to null to number problems by row"
+        )
+    return frame, dropped
+
+
+def load_benchmark(
+    spec_or_name: BenchmarkSpec | str, path: str | os.PathLike[str] | None = None
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The normalized frame of one benchmark and its manifest (source, row counts read / kept / dropped).
+
+    `path` (or the spec's own `path`) reads a local JSONL/Parquet file; otherwise the pinned hub dataset.
+    """
+    spec = get_benchmark(spec_or_name) if isinstance(spec_or_name, str) else spec_or_name
+    local = Path(path) if path is not None else Path(spec.path) if spec.path else None
+    if local is not None:
+        records, bad_lines = _read_local(local, spec.name)
+        origin = local.name
+    else:
+        records, bad_lines = _read_hub(spec), 0
+        origin = f"{spec.hub_id}@{spec.revision}"
+    frame, dropped = normalize_rows(records, spec, origin)
+    if bad_lines:
+        dropped["invalid_json"] += bad_lines
+    n_read = len(records) + bad_lines
+    if frame.empty:
+        detail = ", ".join(f"{k}: {v}" for k, v in sorted(dropped.items())) or "the source is empty"
+        raise QuagmireError(f"benchmark {spec.name}: no usable rows in {origin} (read {n_read}; {detail})")
+    manifest = {
+        "benchmark": spec.name,
+        "source": _source_record(spec, local),
+        "fields": {
+            "problem": spec.problem_field,
+            "answer": spec.answer_field,
+            "answer_kind": spec.answer_kind,
+            "id": spec.id_field,
+            "solution": spec.solution_field,
+            "context": spec.context_field,
+        },
+        "rows": {"read": n_read, "kept": len(frame), "dropped": dict(sorted(dropped.items()))},
+    }
+    return frame, manifest
+
+
+def write_benchmark(frame: pd.DataFrame, manifest: Mapping[str, Any], out_parquet: str | os.PathLike[str]) -> None:
+    """Write the frame (manifest stored in its Parquet metadata) and `<out>.manifest.json`, each atomically."""
+    write_parquet(out_parquet, frame, metadata=dict(manifest))
+    write_json(f"{os.fspath(out_parquet)}.manifest.json", dict(manifest))
