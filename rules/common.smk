@@ -39,7 +39,10 @@ RL_RUNS = RECIPES + (["base"] if config["rl"]["from_base"] else [])
 BENCHMARKS = sorted(config["world"]["benchmarks"])
 POOLS = ["sft", "heldout", "rl"]
 FIGURES = config["plots"]["figures"]
-SAMPLING_KEYS = ("n", "temperature", "top_p", "max_new_tokens", "seed", "prompts_per_call")
+SAMPLING_KEYS = (
+    "n", "temperature", "top_p", "max_new_tokens", "seed", "prompts_per_call",
+    "backend", "tensor_parallel_size", "prompt_template", "instruction",
+)
 
 
 wildcard_constraints:
@@ -71,6 +74,11 @@ def rl_parent(wildcards):
 def subset_file(wildcards):
     recipe = config["sft"]["recipes"][wildcards.recipe]
     return f"{R}/data/subsets/{subset_name(recipe)}.parquet"
+
+
+def sampling_settings(wildcards):
+    """A function, not a string: a prompt template's braces ("{prompt}") must not be read as wildcards."""
+    return as_json({k: config["eval"][k] for k in SAMPLING_KEYS})
 
 
 def sft_settings(wildcards):

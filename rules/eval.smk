@@ -6,7 +6,7 @@ rule sample:
     output:
         f"{R}/eval/{{stage}}/{{run}}/{{benchmark}}.samples.parquet",
     params:
-        settings=as_json({k: config["eval"][k] for k in SAMPLING_KEYS}),
+        settings=sampling_settings,
     threads: config["threads"]
     log:
         f"{LOGS}/eval/{{stage}}/{{run}}/{{benchmark}}.sample.log",

@@ -72,7 +72,8 @@ def test_samples_file_records_the_sampling_parameters(
     assert meta["backend"] == "hf"
     assert meta["model"] == str(tiny_base)
     assert meta["sampling"] == SETTINGS.__dict__
-    assert meta["prompt_template"] == "{prompt}"
+    first = pd.read_parquet(tiny_world / "benchmarks" / "addsub2.parquet")["prompt"].iloc[0]
+    assert meta["prompt"] == {"kind": "plain", "template": "{prompt}", "instruction": "", "first": first}
     assert len(pd.read_parquet(out)) == 8 * SETTINGS.n
 
 
@@ -88,3 +89,51 @@ def test_plain_template_without_chat_template_and_chat_template_when_present(bac
             return f"<user>{messages[0]['content']}<assistant>"
 
     assert render_prompts(problems, ChatTokenizer()) == ["<user>12+30=<assistant>"]
+
+
+def test_instruction_follows_the_problem_and_templates_need_a_prompt_slot() -> None:
+    from quagmire.errors import QuagmireError
+
+    problems = pd.DataFrame({"problem_id": ["p"], "prompt": ["What is 2+2?"]})
+    rendered = render_prompts(problems, None, "Q: {prompt}\nA:", "Put the answer in \\boxed{}.")
+    assert rendered == ["Q: What is 2+2?\n\nPut the answer in \\boxed{}.\nA:"]
+    with pytest.raises(QuagmireError, match="prompt_template"):
+        render_prompts(problems, None, "no slot here")
+
+
+def test_vllm_requests_carry_the_same_sampling_parameters() -> None:
+    from quagmire.sample import vllm_sampling_kwargs
+
+    kwargs = vllm_sampling_kwargs(SETTINGS, seed=11)
+    assert kwargs == {"n": 4, "temperature": 1.0, "top_p": 1.0, "max_tokens": 12, "seed": 11}
+
+
+def test_vllm_outputs_convert_to_the_shared_schema_in_sample_order() -> None:
+    from types import SimpleNamespace
+
+    from quagmire.errors import QuagmireError
+    from quagmire.sample import completions_from_vllm
+
+    def out(index: int, text: str, tokens: int, reason: str) -> SimpleNamespace:
+        return SimpleNamespace(index=index, text=text, token_ids=list(range(tokens)), finish_reason=reason)
+
+    request = SimpleNamespace(outputs=[out(1, "b", 5, "length"), out(0, "a \\boxed{4}", 3, "stop")])
+    converted = completions_from_vllm([request], n=2)
+    assert [(c.text, c.num_tokens, c.finish_reason) for c in converted[0]] == [
+        ("a \\boxed{4}", 3, "stop"),
+        ("b", 5, "length"),
+    ]
+    with pytest.raises(QuagmireError, match="n=3"):
+        completions_from_vllm([request], n=3)
+
+
+def test_vllm_backend_without_vllm_says_what_to_do(tiny_base: Path) -> None:
+    import importlib.util
+
+    from quagmire.errors import QuagmireError
+    from quagmire.sample import make_backend
+
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vllm is installed here")
+    with pytest.raises(QuagmireError, match="eval.backend: hf"):
+        make_backend(SamplingSettings(backend="vllm"), tiny_base)

@@ -35,6 +35,10 @@ class SamplingSettings:
     max_new_tokens: int = 96
     seed: int = 1234
     prompts_per_call: int = 16
+    backend: str = "hf"  # "hf" (transformers generate, CPU or GPU) or "vllm" (GPU)
+    tensor_parallel_size: int = 1  # vLLM only
+    prompt_template: str = PLAIN_TEMPLATE  # used when the tokenizer has no chat template
+    instruction: str = ""  # appended to every problem, e.g. "put your final answer within \\boxed{}"
 
     @classmethod
     def from_config(cls, section: Mapping[str, Any]) -> SamplingSettings:
@@ -50,6 +54,7 @@ class Completion:
 
 class Backend(Protocol):
     name: str
+    tokenizer: Any  # renders the prompts (chat template) the backend's model expects
 
     def generate(
         self, prompts: Sequence[str], settings: SamplingSettings, seed: int
@@ -112,16 +117,86 @@ class HFBackend:
         return results
 
 
-def render_prompts(problems: pd.DataFrame, tokenizer=None, template: str = PLAIN_TEMPLATE) -> list[str]:
-    """The model-facing prompt of each problem: the model's chat template when it has one, else `template`."""
+def render_prompts(
+    problems: pd.DataFrame, tokenizer=None, template: str = PLAIN_TEMPLATE, instruction: str = ""
+) -> list[str]:
+    """The model-facing prompt of each problem: the model's chat template when it has one, else `template`.
+
+    The instruction (if any) follows the problem text in the user turn, as the evaluation harnesses do.
+    """
+    if "{prompt}" not in template:
+        raise QuagmireError(f"eval.prompt_template must contain {{prompt}} (got {template!r})")
+    contents = [f"{p}\n\n{instruction}" if instruction else p for p in problems["prompt"]]
     if tokenizer is not None and getattr(tokenizer, "chat_template", None):
         return [
             tokenizer.apply_chat_template(
-                [{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True
+                [{"role": "user", "content": c}], tokenize=False, add_generation_prompt=True
             )
-            for p in problems["prompt"]
+            for c in contents
         ]
-    return [template.format(prompt=p) for p in problems["prompt"]]
+    return [template.replace("{prompt}", c) for c in contents]
+
+
+class VLLMBackend:
+    """vLLM on GPU: one request per problem with `n` samples (vLLM shares the prompt's KV cache across them).
+
+    vLLM only installs as a CUDA build, so it is imported here and nowhere else; CPU machines never touch it.
+    """
+
+    name = "vllm"
+
+    def __init__(self, model_dir: Path, tensor_parallel_size: int = 1) -> None:
+        try:
+            from vllm import LLM
+        except ImportError as exc:
+            raise QuagmireError(
+                "eval.backend 'vllm' needs the vllm package (a CUDA build, for GPU nodes: use the sample env "
+                "there); on a CPU machine set eval.backend: hf"
+            ) from exc
+        self.tokenizer = load_tokenizer(model_dir)
+        self.llm = LLM(model=str(model_dir), tokenizer=str(model_dir), tensor_parallel_size=tensor_parallel_size)
+
+    def generate(self, prompts: Sequence[str], settings: SamplingSettings, seed: int) -> list[list[Completion]]:
+        from vllm import SamplingParams
+
+        params = SamplingParams(**vllm_sampling_kwargs(settings, seed))
+        return completions_from_vllm(self.llm.generate(list(prompts), params, use_tqdm=False), settings.n)
+
+
+def vllm_sampling_kwargs(settings: SamplingSettings, seed: int) -> dict[str, Any]:
+    """The `vllm.SamplingParams` of one call: the same n, temperature, top_p and length limit as the HF path."""
+    return {
+        "n": settings.n,
+        "temperature": settings.temperature,
+        "top_p": settings.top_p,
+        "max_tokens": settings.max_new_tokens,
+        "seed": seed,
+    }
+
+
+def completions_from_vllm(request_outputs: Sequence[Any], n: int) -> list[list[Completion]]:
+    """Convert vLLM `RequestOutput`s (one per prompt, in prompt order) into the shared completion records."""
+    results = []
+    for request in request_outputs:
+        outputs = sorted(request.outputs, key=lambda o: o.index)
+        if len(outputs) != n:
+            raise QuagmireError(f"vLLM returned {len(outputs)} completions for a request of n={n}")
+        results.append(
+            [
+                Completion(o.text, len(o.token_ids), "stop" if o.finish_reason == "stop" else "length")
+                for o in outputs
+            ]
+        )
+    return results
+
+
+def make_backend(settings: SamplingSettings, model_dir: Path, threads: int = 1) -> Backend:
+    """The backend named by `settings.backend`."""
+    if settings.backend == "hf":
+        return HFBackend(model_dir, threads=threads)
+    if settings.backend == "vllm":
+        return VLLMBackend(model_dir, tensor_parallel_size=settings.tensor_parallel_size)
+    raise QuagmireError(f"unknown sampling backend {settings.backend!r} (known: hf, vllm)")
 
 
 def sample_benchmark(
@@ -166,8 +241,8 @@ def sample_to_file(
     problems = pd.read_parquet(benchmark)
     if problems.empty:
         raise QuagmireError(f"benchmark {benchmark} has no problems")
-    backend = HFBackend(model_dir, threads=threads)
-    prompts = render_prompts(problems, backend.tokenizer)
+    backend = make_backend(settings, model_dir, threads=threads)
+    prompts = render_prompts(problems, backend.tokenizer, settings.prompt_template, settings.instruction)
     start = time.monotonic()
     samples = sample_benchmark(backend, problems, settings, prompts)
     seconds = time.monotonic() - start
@@ -176,7 +251,12 @@ def sample_to_file(
         "model": str(model_dir),
         "benchmark": str(benchmark),
         "sampling": asdict(settings),
-        "prompt_template": "chat" if getattr(backend.tokenizer, "chat_template", None) else PLAIN_TEMPLATE,
+        "prompt": {
+            "kind": "chat" if getattr(backend.tokenizer, "chat_template", None) else "plain",
+            "template": settings.prompt_template,
+            "instruction": settings.instruction,
+            "first": prompts[0],
+        },
         "seconds": round(seconds, 2),
     }
     write_parquet(out, samples, metadata=meta)
