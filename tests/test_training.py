@@ -187,3 +187,12 @@ def test_killed_grpo_leaves_nothing_that_looks_finished(
     ]
     _kill_when_training(cmd, out.parent)
     assert not out.exists(), "a killed GRPO job must not leave its output folder"
+
+
+def test_every_trainer_runs_with_the_same_fixed_arguments_on_cpu() -> None:
+    from quagmire.training import fixed_trainer_args
+
+    args = fixed_trainer_args(seed=7, logging_steps=3)
+    assert args["seed"] == args["data_seed"] == 7
+    assert args["save_strategy"] == "no" and args["report_to"] == []
+    assert args["use_cpu"] is True and args["bf16"] is False  # no GPU on this machine: fp32

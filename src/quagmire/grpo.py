@@ -11,7 +11,6 @@ changed between releases; the run must say which ones it used.
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,9 +20,9 @@ import pandas as pd
 
 from quagmire.errors import QuagmireError
 from quagmire.grade import GradingPool, make_correctness_reward
-from quagmire.io import atomic_dir, write_json
+from quagmire.io import atomic_dir
 from quagmire.provenance import lineage
-from quagmire.sft import device_settings
+from quagmire.training import TRAINER_SCRATCH, fixed_trainer_args, save_checkpoint
 from quagmire.world.tokenizer import load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -62,13 +61,7 @@ def grpo_config(settings: Mapping[str, Any], output_dir: Path):  # -> trl.GRPOCo
         beta=settings["beta"],
         loss_type=settings["loss_type"],
         scale_rewards=settings["scale_rewards"],
-        seed=settings["seed"],
-        data_seed=settings["seed"],
-        logging_steps=5,
-        save_strategy="no",
-        report_to=[],
-        dataloader_num_workers=0,
-        **device_settings(),
+        **fixed_trainer_args(settings["seed"], logging_steps=5),
     )
 
 
@@ -87,7 +80,7 @@ def train_grpo(
     tokenizer = load_tokenizer(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     with GradingPool(workers=1, timeout_s=settings["grading_timeout_s"]) as pool, atomic_dir(out) as tmp:
-        args = grpo_config(settings, tmp / "trainer")
+        args = grpo_config(settings, tmp / TRAINER_SCRATCH)
         trainer = GRPOTrainer(
             model=model,
             reward_funcs=[make_correctness_reward(pool)],
@@ -98,8 +91,6 @@ def train_grpo(
         start = time.monotonic()
         trainer.train()
         seconds = time.monotonic() - start
-        trainer.save_model(str(tmp))
-        tokenizer.save_pretrained(tmp)
         history = [r for r in trainer.state.log_history if "reward" in r]
         stats = {
             "global_steps": trainer.state.global_step,
@@ -108,12 +99,8 @@ def train_grpo(
             "last_reward": history[-1]["reward"] if history else None,
             "history": history,
         }
-        write_json(tmp / "train_stats.json", stats)
-        write_json(tmp / "trainer_config.json", args.to_dict())
-        write_json(
-            tmp / "lineage.json", lineage("grpo", parent=model_dir, data=[prompts], settings=dict(settings))
-        )
-        shutil.rmtree(tmp / "trainer", ignore_errors=True)  # the trainer's scratch; no checkpoints are kept yet
+        record = lineage("grpo", parent=model_dir, data=[prompts], settings=settings)
+        save_checkpoint(tmp, trainer, tokenizer, stats, record)
     log.info(
         "GRPO done: %d steps in %.1f s, reward %s -> %s",
         stats["global_steps"],

@@ -9,7 +9,6 @@ place at the end, so a killed job never leaves a checkpoint that looks finished.
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,8 +17,9 @@ from typing import Any
 import pandas as pd
 
 from quagmire.errors import QuagmireError
-from quagmire.io import atomic_dir, write_json
+from quagmire.io import atomic_dir
 from quagmire.provenance import lineage
+from quagmire.training import TRAINER_SCRATCH, fixed_trainer_args, save_checkpoint
 from quagmire.world.tokenizer import load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -42,15 +42,6 @@ def prompt_completion_dataset(frame: pd.DataFrame):  # -> datasets.Dataset
     return Dataset.from_dict({"prompt": list(frame["prompt"]), "completion": list(frame["response"])})
 
 
-def device_settings() -> dict[str, Any]:
-    """bf16 on a GPU, fp32 on CPU: the paper's precision where it can run, exact arithmetic where it cannot."""
-    import torch
-
-    if torch.cuda.is_available():
-        return {"bf16": True, "use_cpu": False}
-    return {"bf16": False, "use_cpu": True}
-
-
 def sft_config(settings: Mapping[str, Any], output_dir: Path):  # -> trl.SFTConfig
     """Map a resolved recipe (config.recipe_settings) onto TRL's SFTConfig."""
     from trl import SFTConfig
@@ -66,13 +57,7 @@ def sft_config(settings: Mapping[str, Any], output_dir: Path):  # -> trl.SFTConf
         max_length=settings["max_length"],
         completion_only_loss=True,
         packing=False,
-        seed=settings["seed"],
-        data_seed=settings["seed"],
-        logging_steps=10,
-        save_strategy="no",
-        report_to=[],
-        dataloader_num_workers=0,
-        **device_settings(),
+        **fixed_trainer_args(settings["seed"], logging_steps=10),
     )
 
 
@@ -91,15 +76,13 @@ def train_sft(
     tokenizer = load_tokenizer(base)
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
     with atomic_dir(out) as tmp:
-        args = sft_config(settings, tmp / "trainer")
+        args = sft_config(settings, tmp / TRAINER_SCRATCH)
         trainer = SFTTrainer(
             model=model, args=args, train_dataset=prompt_completion_dataset(frame), processing_class=tokenizer
         )
         start = time.monotonic()
         result = trainer.train()
         seconds = time.monotonic() - start
-        trainer.save_model(str(tmp))
-        tokenizer.save_pretrained(tmp)
         history = [r for r in trainer.state.log_history if "loss" in r]
         stats = {
             "global_steps": trainer.state.global_step,
@@ -109,10 +92,7 @@ def train_sft(
             "examples": len(frame),
             "history": history,
         }
-        write_json(tmp / "train_stats.json", stats)
-        write_json(tmp / "trainer_config.json", args.to_dict())
-        write_json(tmp / "lineage.json", lineage("sft", parent=base, data=[data], settings=dict(settings)))
-        shutil.rmtree(tmp / "trainer", ignore_errors=True)  # the trainer's scratch; no checkpoints are kept yet
+        save_checkpoint(tmp, trainer, tokenizer, stats, lineage("sft", parent=base, data=[data], settings=settings))
     log.info(
         "SFT done: %d steps in %.1f s, final loss %s",
         stats["global_steps"],
