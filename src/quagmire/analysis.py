@@ -138,13 +138,15 @@ def read_tidy(path: str | Path) -> pd.DataFrame:
     return checked_tidy(frame, source=str(path))
 
 
+def _require_columns(frame: pd.DataFrame, columns: Sequence[str], source: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise QuagmireError(f"{source}: missing column(s) {', '.join(missing)} (need {', '.join(columns)})")
+
+
 def checked_tidy(tidy: pd.DataFrame, *, source: str = "tidy table") -> pd.DataFrame:
     """The tidy table with numeric values, or a QuagmireError naming the missing column or duplicated row."""
-    missing = [c for c in TIDY_COLUMNS if c not in tidy.columns]
-    if missing:
-        raise QuagmireError(
-            f"{source}: missing column(s) {', '.join(missing)} (need {', '.join(TIDY_COLUMNS)})"
-        )
+    _require_columns(tidy, TIDY_COLUMNS, source)
     frame = tidy.loc[:, list(TIDY_COLUMNS)].copy()
     try:
         frame["value"] = pd.to_numeric(frame["value"]).astype(float)
@@ -212,11 +214,7 @@ def read_recipes(path: str | Path) -> pd.DataFrame:
 
 def normalize_recipes(recipes: pd.DataFrame, *, source: str = "recipes table") -> pd.DataFrame:
     """Check the recipe columns and coerce them (numbers numeric, level flags bool) so CSV quirks stay out."""
-    missing = [c for c in RECIPE_COLUMNS if c not in recipes.columns]
-    if missing:
-        raise QuagmireError(
-            f"{source}: missing column(s) {', '.join(missing)} (need {', '.join(RECIPE_COLUMNS)})"
-        )
+    _require_columns(recipes, RECIPE_COLUMNS, source)
     frame = recipes.copy()
     frame["run"] = frame["run"].astype(str)
     frame["subset"] = frame["subset"].astype(str)

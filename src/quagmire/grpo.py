@@ -22,8 +22,7 @@ from quagmire.errors import QuagmireError
 from quagmire.grade import GradingPool, make_correctness_reward
 from quagmire.io import atomic_dir
 from quagmire.provenance import lineage
-from quagmire.training import TRAINER_SCRATCH, fixed_trainer_args, save_checkpoint
-from quagmire.world.tokenizer import load_tokenizer
+from quagmire.training import TRAINER_SCRATCH, fixed_trainer_args, load_for_training, save_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -69,16 +68,9 @@ def train_grpo(
     model_dir: Path, prompts: Path, out: Path, settings: Mapping[str, Any], threads: int = 1
 ) -> dict[str, Any]:
     """Run GRPO from the checkpoint in `model_dir` on the RL prompts in `prompts`; write `out`."""
-    import torch
-    from transformers import AutoModelForCausalLM
     from trl import GRPOTrainer
 
-    torch.set_num_threads(threads)
-    frame = pd.read_parquet(prompts)
-    if frame.empty:
-        raise QuagmireError(f"RL prompts {prompts} have no rows")
-    tokenizer = load_tokenizer(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    frame, tokenizer, model = load_for_training(model_dir, prompts, "RL prompts", threads)
     with GradingPool(workers=1, timeout_s=settings["grading_timeout_s"]) as pool, atomic_dir(out) as tmp:
         args = grpo_config(settings, tmp / TRAINER_SCRATCH)
         trainer = GRPOTrainer(

@@ -19,8 +19,7 @@ import pandas as pd
 from quagmire.errors import QuagmireError
 from quagmire.io import atomic_dir
 from quagmire.provenance import lineage
-from quagmire.training import TRAINER_SCRATCH, fixed_trainer_args, save_checkpoint
-from quagmire.world.tokenizer import load_tokenizer
+from quagmire.training import TRAINER_SCRATCH, fixed_trainer_args, load_for_training, save_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -65,16 +64,9 @@ def train_sft(
     base: Path, data: Path, out: Path, settings: Mapping[str, Any], threads: int = 1
 ) -> dict[str, Any]:
     """Fine-tune the model in `base` on the subset in `data`; write the checkpoint folder `out`."""
-    import torch
-    from transformers import AutoModelForCausalLM
     from trl import SFTTrainer
 
-    torch.set_num_threads(threads)
-    frame = pd.read_parquet(data)
-    if frame.empty:
-        raise QuagmireError(f"SFT data {data} has no rows")
-    tokenizer = load_tokenizer(base)
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    frame, tokenizer, model = load_for_training(base, data, "SFT data", threads)
     with atomic_dir(out) as tmp:
         args = sft_config(settings, tmp / TRAINER_SCRATCH)
         trainer = SFTTrainer(

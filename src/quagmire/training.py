@@ -11,7 +11,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
+from quagmire.errors import QuagmireError
 from quagmire.io import write_json
+from quagmire.world.tokenizer import load_tokenizer
 
 TRAINER_SCRATCH = "trainer"  # the trainer's own output_dir inside the temporary checkpoint folder
 
@@ -36,6 +40,19 @@ def fixed_trainer_args(seed: int, logging_steps: int) -> dict[str, Any]:
         "dataloader_num_workers": 0,
         **device_settings(),
     }
+
+
+def load_for_training(model_dir: Path, data: Path, what: str, threads: int = 1) -> tuple[pd.DataFrame, Any, Any]:
+    """The training rows (`what` names them in errors), the saved tokenizer and the model, in fp32."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    torch.set_num_threads(threads)
+    frame = pd.read_parquet(data)
+    if frame.empty:
+        raise QuagmireError(f"{what} {data} has no rows")
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    return frame, load_tokenizer(model_dir), model
 
 
 def save_checkpoint(folder: Path, trainer: Any, tokenizer: Any, stats: Mapping[str, Any],
