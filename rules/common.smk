@@ -2,6 +2,7 @@
 # Rules stay thin; everything here is naming and wiring, no study logic.
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -26,7 +27,7 @@ validate(config, Path(workflow.basedir) / "config" / "schema.yaml", set_default=
 if DeploymentMethod.CONDA not in workflow.deployment_settings.deployment_method:
     shell.prefix(f'set -euo pipefail; export PATH="{os.path.dirname(sys.executable)}:$PATH"; ')
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-if config["base_model"]["source"] == "embedded":
+if config["base_model"]["source"] == "embedded" and all("path" in b for b in config["eval"]["benchmarks"].values()):
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
@@ -36,7 +37,10 @@ LOGS = f"logs/{STUDY}"
 # Sorted: reordering keys in a config file must not change any job's params (and so rerun it).
 RECIPES = sorted(config["sft"]["recipes"])
 RL_RUNS = RECIPES + (["base"] if config["rl"]["from_base"] else [])
-BENCHMARKS = sorted(config["world"]["benchmarks"])
+WORLD_BENCHMARKS = sorted(config["world"]["benchmarks"])
+REAL_BENCHMARKS = sorted(config["eval"]["benchmarks"])  # registry benchmarks: local files or pinned hub datasets
+BENCHMARKS = sorted(WORLD_BENCHMARKS + REAL_BENCHMARKS)
+SHARDS = config["eval"]["shards"]
 POOLS = ["sft", "heldout", "rl"]
 FIGURES = config["plots"]["figures"]
 SAMPLING_KEYS = (
@@ -74,6 +78,21 @@ def rl_parent(wildcards):
 def subset_file(wildcards):
     recipe = config["sft"]["recipes"][wildcards.recipe]
     return f"{R}/data/subsets/{subset_name(recipe)}.parquet"
+
+
+def one_of(names):
+    """A wildcard pattern matching exactly `names` (and nothing when there are none)."""
+    return "|".join(re.escape(n) for n in names) if names else "(?!)"
+
+
+def benchmark_source(wildcards):
+    """The local file a real benchmark is read from (a changed file reruns it); nothing for a hub dataset."""
+    path = config["eval"]["benchmarks"][wildcards.benchmark].get("path")
+    return [path] if path else []
+
+
+def benchmark_settings(wildcards):
+    return as_json(config["eval"]["benchmarks"][wildcards.benchmark])
 
 
 def sampling_settings(wildcards):

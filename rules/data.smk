@@ -2,7 +2,7 @@ rule world:
     """Draw the embedded world's pools (SFT, held-out, RL) and benchmarks, disjoint, with an audit."""
     output:
         pools=expand("{R}/data/{pool}.parquet", R=R, pool=POOLS),
-        benchmarks=expand("{R}/data/benchmarks/{benchmark}.parquet", R=R, benchmark=BENCHMARKS),
+        benchmarks=expand("{R}/data/benchmarks/{benchmark}.parquet", R=R, benchmark=WORLD_BENCHMARKS),
         audit=f"{R}/data/audit.json",
     params:
         settings=as_json({"world": config["world"], "seed": config["seed"]}),
@@ -35,3 +35,25 @@ rule subset:
     shell:
         "quagmire subset --pool {input.pool} --tokenizer {input.tokenizer} --strategy {wildcards.strategy} "
         "--n {wildcards.n} --seed {params.seed} --out {output} > {log} 2>&1"
+
+
+rule benchmark:
+    """One real benchmark (MATH-500, AIME, ...) in the shared schema, with its manifest (source, sha256, counts)."""
+    input:
+        benchmark_source,
+    output:
+        data=f"{R}/data/benchmarks/{{benchmark}}.parquet",
+        manifest=f"{R}/data/benchmarks/{{benchmark}}.parquet.manifest.json",
+    wildcard_constraints:
+        benchmark=one_of(REAL_BENCHMARKS),
+    params:
+        settings=benchmark_settings,
+    log:
+        f"{LOGS}/data/benchmark-{{benchmark}}.log",
+    conda:
+        "../envs/grade.yaml"
+    resources:
+        mem_mb=2000,
+    shell:
+        "quagmire benchmark --name {wildcards.benchmark} --settings {params.settings:q} --out {output.data} "
+        "> {log} 2>&1"

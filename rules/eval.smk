@@ -1,22 +1,68 @@
-rule sample:
-    """Draw n completions per problem from one model on one benchmark (Hugging Face generate, batched)."""
-    input:
-        model=model_dir,
-        benchmark=f"{R}/data/benchmarks/{{benchmark}}.parquet",
-    output:
-        f"{R}/eval/{{stage}}/{{run}}/{{benchmark}}.samples.parquet",
-    params:
-        settings=sampling_settings,
-    threads: config["threads"]
-    log:
-        f"{LOGS}/eval/{{stage}}/{{run}}/{{benchmark}}.sample.log",
-    conda:
-        "../envs/sample.yaml"
-    resources:
-        mem_mb=4000,
-    shell:
-        "quagmire sample --model {input.model} --benchmark {input.benchmark} --settings {params.settings:q} "
-        "--out {output} --threads {threads} > {log} 2>&1"
+if SHARDS == 1:
+
+    rule sample:
+        """Draw n completions per problem from one model on one benchmark (resumes from its finished calls)."""
+        input:
+            model=model_dir,
+            benchmark=f"{R}/data/benchmarks/{{benchmark}}.parquet",
+        output:
+            f"{R}/eval/{{stage}}/{{run}}/{{benchmark}}.samples.parquet",
+        params:
+            settings=sampling_settings,
+        threads: config["threads"]
+        log:
+            f"{LOGS}/eval/{{stage}}/{{run}}/{{benchmark}}.sample.log",
+        conda:
+            "../envs/sample.yaml"
+        resources:
+            mem_mb=4000,
+        shell:
+            "quagmire sample --model {input.model} --benchmark {input.benchmark} --settings {params.settings:q} "
+            "--out {output} --threads {threads} > {log} 2>&1"
+
+else:
+
+    rule sample_shard:
+        """One shard of a model's samples on one benchmark: whole backend calls, seeded by their global index."""
+        input:
+            model=model_dir,
+            benchmark=f"{R}/data/benchmarks/{{benchmark}}.parquet",
+        output:
+            f"{R}/eval/{{stage}}/{{run}}/shards/{{benchmark}}.{{shard}}-of-{SHARDS}.samples.parquet",
+        wildcard_constraints:
+            shard=r"\d+",
+        params:
+            settings=sampling_settings,
+            shards=SHARDS,
+        threads: config["threads"]
+        log:
+            f"{LOGS}/eval/{{stage}}/{{run}}/{{benchmark}}.{{shard}}-of-{SHARDS}.sample.log",
+        conda:
+            "../envs/sample.yaml"
+        resources:
+            mem_mb=4000,
+        shell:
+            "quagmire sample --model {input.model} --benchmark {input.benchmark} --settings {params.settings:q} "
+            "--shard {wildcards.shard} --shards {params.shards} --out {output} --threads {threads} > {log} 2>&1"
+
+    rule gather_samples:
+        """Join a model's sample shards on one benchmark; fails unless every problem has n samples."""
+        input:
+            shards=expand(
+                "{R}/eval/{{stage}}/{{run}}/shards/{{benchmark}}.{shard}-of-{shards}.samples.parquet",
+                R=R, shard=range(SHARDS), shards=SHARDS,
+            ),
+            benchmark=f"{R}/data/benchmarks/{{benchmark}}.parquet",
+        output:
+            f"{R}/eval/{{stage}}/{{run}}/{{benchmark}}.samples.parquet",
+        log:
+            f"{LOGS}/eval/{{stage}}/{{run}}/{{benchmark}}.gather.log",
+        conda:
+            "../envs/sample.yaml"
+        resources:
+            mem_mb=4000,
+        shell:
+            "quagmire gather --shards {input.shards} --benchmark {input.benchmark} --out {output} > {log} 2>&1"
 
 
 rule grade:

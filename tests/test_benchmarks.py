@@ -16,6 +16,7 @@ from quagmire.benchmarks import (
     BenchmarkSpec,
     get_benchmark,
     load_benchmark,
+    spec_from_config,
     write_benchmark,
 )
 from quagmire.errors import QuagmireError
@@ -225,3 +226,18 @@ def test_config_overrides_are_checked() -> None:
         get_benchmark("math501")
     with pytest.raises(QuagmireError, match="answer_kind"):
         BenchmarkSpec("toy", path="x.jsonl", answer_kind="guess")
+
+
+def test_study_entries_pick_a_registry_spec_or_define_their_own(tmp_path: Path) -> None:
+    local = spec_from_config("gsm8k", {"path": "g.jsonl"})
+    assert (local.name, local.answer_kind, local.path) == ("gsm8k", ANSWER_HASHES, "g.jsonl")
+    alias = spec_from_config("aime24_pinned", {"registry": "aime24", "revision": "b" * 40})
+    assert (alias.name, alias.hub_id, alias.revision) == ("aime24_pinned", BENCHMARKS["aime24"].hub_id, "b" * 40)
+    path = _write_jsonl(tmp_path / "own.jsonl", [{"q": "1+1=", "a": 2}])
+    own = spec_from_config("own", {"path": str(path), "problem_field": "q", "answer_field": "a"})
+    frame, _ = load_benchmark(own)
+    assert frame[["prompt", "answer"]].values.tolist() == [["1+1=", "2"]]
+    with pytest.raises(QuagmireError, match=r"eval.benchmarks.x.registry: unknown benchmark 'math501'"):
+        spec_from_config("x", {"registry": "math501"})
+    with pytest.raises(QuagmireError, match=r"eval.benchmarks.mystery: not a registered benchmark"):
+        spec_from_config("mystery", {})

@@ -308,3 +308,12 @@ def test_deep_merge_copies_so_later_edits_do_not_leak():
 def test_deep_merge_replaces_a_scalar_with_a_mapping_and_back():
     assert deep_merge({"a": 1}, {"a": {"b": 2}}) == {"a": {"b": 2}}
     assert deep_merge({"a": {"b": 2}}, {"a": 1}) == {"a": 1}
+
+
+def test_real_benchmarks_are_validated_and_may_not_reuse_a_world_name(schema):
+    ok = validate_config({"study": "t", "eval": {"benchmarks": {"math500": {"path": "m.jsonl"}}}}, schema)
+    assert ok["eval"]["benchmarks"] == {"math500": {"path": "m.jsonl"}} and ok["eval"]["shards"] == 1
+    assert "eval.benchmarks.math500.paht" in _error({"study": "t", "eval": {"benchmarks": {"math500": {"paht": "m"}}}})
+    clash = {"study": "t", "world": {"benchmarks": {"gsm8k": {"size": 4}}}, "eval": {"benchmarks": {"gsm8k": {}}}}
+    assert "['gsm8k'] are in both world.benchmarks and eval.benchmarks" in _error(clash)
+    assert "no benchmark to evaluate on" in _error({"study": "t", "world": {"benchmarks": {}}})

@@ -6,6 +6,7 @@ the finished results, so it shows exactly which jobs a change would rerun.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -16,6 +17,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+
+from quagmire.provenance import sha256_file
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
@@ -186,3 +189,33 @@ def test_bad_config_fails_before_any_job_and_names_the_key(tmp_path: Path, chang
     assert result.returncode != 0
     assert named in result.stdout + result.stderr
     assert not (tmp_path / "results").exists()
+
+
+def test_a_real_format_benchmark_is_normalized_sampled_in_shards_and_graded(
+    study: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """A GSM8K-format file through the `benchmark` rule, two `sample_shard` jobs, `gather_samples` and `grade`.
+
+    Only this benchmark's jobs run: the base model and everything else of the finished smoke study are reused.
+    """
+    workdir, configfile = study
+    world = pd.read_parquet(workdir / "results" / "smoke" / "data" / "benchmarks" / "addsub2.parquet")
+    source = tmp_path / "gsm8k_arith.jsonl"
+    lines = [
+        {"question": p, "answer": f"Column by column.\n#### {a}"}
+        for p, a in zip(world["prompt"], world["answer"], strict=True)
+    ]
+    source.write_text("\n".join(map(json.dumps, lines)) + "\n{not json\n")
+    changed = variant(configfile, tmp_path, "real", {"key": ["eval", "benchmarks"],
+                                                      "value": {"arith": {"registry": "gsm8k", "path": str(source)}}})
+    changed = variant(changed, tmp_path, "real", {"key": ["eval", "shards"], "value": 2})
+    target = "results/smoke/eval/base/base/arith.grades.parquet"
+    snakemake(workdir, changed, target)
+    bench = workdir / "results" / "smoke" / "data" / "benchmarks" / "arith.parquet"
+    manifest = json.loads(bench.with_name("arith.parquet.manifest.json").read_text())
+    assert manifest["rows"] == {"read": len(world) + 1, "kept": len(world), "dropped": {"invalid_json": 1}}
+    assert manifest["source"]["sha256"] == sha256_file(source)
+    shards = sorted((workdir / "results" / "smoke" / "eval" / "base" / "base" / "shards").glob("arith.*"))
+    assert [p.name for p in shards] == ["arith.0-of-2.samples.parquet", "arith.1-of-2.samples.parquet"]
+    grades = pd.read_parquet(workdir / target)
+    assert len(grades) == len(world) * 4 and set(grades["status"]) <= {"correct", "incorrect", "no_answer"}

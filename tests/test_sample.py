@@ -2,19 +2,31 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from quagmire.io import read_parquet_metadata
+from quagmire.errors import QuagmireError
+from quagmire.io import read_parquet_metadata, write_parquet
 from quagmire.sample import (
     SAMPLE_COLUMNS,
+    CallStore,
     HFBackend,
     SamplingSettings,
+    gather_samples,
+    partial_folder,
     render_prompts,
     sample_benchmark,
     sample_to_file,
+    shard_calls,
 )
 
 SETTINGS = SamplingSettings(n=4, temperature=1.0, top_p=1.0, max_new_tokens=12, seed=7, prompts_per_call=3)
@@ -137,3 +149,138 @@ def test_vllm_backend_without_vllm_says_what_to_do(tiny_base: Path) -> None:
         pytest.skip("vllm is installed here")
     with pytest.raises(QuagmireError, match="eval.backend: hf"):
         make_backend(SamplingSettings(backend="vllm"), tiny_base)
+
+
+# --------------------------------------------------------------------------- shards and resume
+
+
+def test_shards_partition_the_calls_exactly() -> None:
+    for n_problems, per_call, shards in [(500, 16, 7), (8, 3, 5), (1, 1, 1), (31, 4, 2)]:
+        parts = [shard_calls(n_problems, per_call, shards, i) for i in range(shards)]
+        joined = [call for part in parts for call in part]
+        assert joined == list(range(-(-n_problems // per_call)))
+    with pytest.raises(QuagmireError, match="0 <= shard < shards"):
+        shard_calls(10, 2, shards=2, shard=2)
+
+
+def test_sharded_and_gathered_samples_equal_one_unsharded_run(
+    tiny_base: Path, tiny_world: Path, tmp_path: Path
+) -> None:
+    """Sharding is scheduling only: same samples, same order, whatever the shard count."""
+    bench = tiny_world / "benchmarks" / "addsub2.parquet"
+    whole = tmp_path / "whole.parquet"
+    sample_to_file(tiny_base, bench, whole, SETTINGS, progress=False)
+    shards = [tmp_path / f"s{i}.parquet" for i in range(3)]
+    for i, path in enumerate(shards):
+        sample_to_file(tiny_base, bench, path, SETTINGS, shard=i, shards=3, progress=False)
+        assert not partial_folder(path).exists(), "a finished shard removes its partial calls"
+    gathered = tmp_path / "gathered.parquet"
+    meta = gather_samples(list(reversed(shards)), bench, gathered)  # any order of files
+    pd.testing.assert_frame_equal(pd.read_parquet(gathered), pd.read_parquet(whole))
+    assert [s["index"] for s in meta["shards"]] == [0, 1, 2]
+    assert meta["sampling"] == dataclasses.asdict(SETTINGS)
+
+
+def test_gather_refuses_a_missing_or_foreign_shard(tiny_base: Path, tiny_world: Path, tmp_path: Path) -> None:
+    bench = tiny_world / "benchmarks" / "addsub2.parquet"
+    shards = [tmp_path / f"s{i}.parquet" for i in range(3)]
+    for i, path in enumerate(shards):
+        sample_to_file(tiny_base, bench, path, SETTINGS, shard=i, shards=3, progress=False)
+    with pytest.raises(QuagmireError, match="expected shards 0..1 of 2"):
+        gather_samples(shards[:2], bench, tmp_path / "out.parquet")
+    other = tmp_path / "other.parquet"
+    sample_to_file(tiny_base, bench, other, dataclasses.replace(SETTINGS, seed=99), shard=2, shards=3,
+                   progress=False)
+    with pytest.raises(QuagmireError, match="differs .* in 'sampling'"):
+        gather_samples([*shards[:2], other], bench, tmp_path / "out.parquet")
+    short = pd.read_parquet(shards[2]).iloc[:-1]  # one sample lost
+    write_parquet(shards[2], short, metadata=read_parquet_metadata(shards[2]))
+    with pytest.raises(QuagmireError, match="wrong counts"):
+        gather_samples(shards, bench, tmp_path / "out.parquet")
+    assert not (tmp_path / "out.parquet").exists()
+
+
+def test_partial_calls_from_other_settings_are_discarded(tmp_path: Path) -> None:
+    folder = tmp_path / "x.samples.parquet.partial"
+    store = CallStore(folder, "key-a")
+    store.save(0, pd.DataFrame({"problem_id": ["p"], "sample_idx": [0]}))
+    assert CallStore(folder, "key-a").pending([0, 1]) == [1]
+    assert CallStore(folder, "key-b").pending([0, 1]) == [0, 1]
+
+
+def test_resume_reads_finished_calls_and_draws_only_the_rest(
+    tiny_base: Path, tiny_world: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In process: the calls a killed attempt finished are not drawn again, and the result is the same."""
+    import quagmire.sample as sample
+
+    bench = tiny_world / "benchmarks" / "addsub2.parquet"
+    reference = tmp_path / "ref.parquet"
+    sample_to_file(tiny_base, bench, reference, SETTINGS, progress=False)
+
+    out = tmp_path / "resumed.parquet"
+    drawn: list[int] = []
+    real_draw = sample.draw_call
+
+    def dies_after_two(backend, problems, prompts, settings, call):  # noqa: ANN001
+        if len(drawn) == 2:
+            raise KeyboardInterrupt("simulated kill")
+        drawn.append(call)
+        return real_draw(backend, problems, prompts, settings, call)
+
+    monkeypatch.setattr(sample, "draw_call", dies_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        sample_to_file(tiny_base, bench, out, SETTINGS, progress=False)
+    assert not out.exists() and len(list(partial_folder(out).glob("call-*.parquet"))) == 2
+
+    def counted(backend, problems, prompts, settings, call):  # noqa: ANN001
+        drawn.append(call)
+        return real_draw(backend, problems, prompts, settings, call)
+
+    drawn.clear()
+    monkeypatch.setattr(sample, "draw_call", counted)
+    meta = sample_to_file(tiny_base, bench, out, SETTINGS, progress=False)
+    assert drawn == [2]  # 8 problems, 3 per call: calls 0 and 1 were done
+    assert meta["shard"]["resumed_calls"] == 2
+    pd.testing.assert_frame_equal(pd.read_parquet(out), pd.read_parquet(reference))
+
+
+@pytest.mark.slow
+def test_sigkilled_sampling_job_resumes_without_redrawing(
+    tiny_base: Path, tiny_world: Path, tmp_path: Path
+) -> None:
+    """A real `quagmire sample` process is SIGKILLed mid-way; the rerun draws only the missing calls."""
+    pool = pd.read_parquet(tiny_world / "sft.parquet").head(120)
+    bench = tmp_path / "bench.parquet"
+    write_parquet(bench, pool[["problem_id", "prompt", "answer"]])
+    settings = dataclasses.replace(SETTINGS, prompts_per_call=1, max_new_tokens=24)
+    out = tmp_path / "samples.parquet"
+    cmd = [
+        sys.executable, "-m", "quagmire.cli", "sample", "--model", str(tiny_base), "--benchmark", str(bench),
+        "--settings", json.dumps(dataclasses.asdict(settings)), "--out", str(out),
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 120
+    try:
+        while len(list(partial_folder(out).glob("call-*.parquet"))) < 5:
+            if proc.poll() is not None:
+                pytest.fail("the sampling job finished before it could be killed (make it longer)")
+            if time.monotonic() > deadline:
+                pytest.fail("the sampling job never wrote a finished call")
+            time.sleep(0.05)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert not out.exists(), "a killed sampling job must not leave its output"
+    done_before = len(list(partial_folder(out).glob("call-*.parquet")))
+    assert 5 <= done_before < 120
+
+    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"resuming: {done_before} of 120 calls already drawn" in rerun.stderr
+    assert read_parquet_metadata(out)["shard"]["resumed_calls"] == done_before
+    assert not partial_folder(out).exists()
+
+    reference = tmp_path / "reference.parquet"
+    sample_to_file(tiny_base, bench, reference, settings, progress=False)
+    pd.testing.assert_frame_equal(pd.read_parquet(out), pd.read_parquet(reference))

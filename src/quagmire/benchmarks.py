@@ -164,6 +164,31 @@ def get_benchmark(name: str, overrides: Mapping[str, Any] | None = None) -> Benc
     return dataclasses.replace(spec, **values)
 
 
+def spec_from_config(name: str, settings: Mapping[str, Any]) -> BenchmarkSpec:
+    """The spec of the study benchmark `name` from its `eval.benchmarks` entry.
+
+    `registry` (default: `name`) picks a registered benchmark and the other keys override it, so a study may
+    evaluate two copies of one benchmark (a pinned hub revision and a local file) under two names. A name that
+    is not registered needs its own `hub_id` or `path` and field mapping.
+    """
+    values = dict(settings)
+    base = values.pop("registry", name)
+    if base in BENCHMARKS:
+        return dataclasses.replace(get_benchmark(base, values), name=name)
+    if "registry" in settings:
+        raise QuagmireError(
+            f"eval.benchmarks.{name}.registry: unknown benchmark {base!r}; known: {', '.join(sorted(BENCHMARKS))}"
+        )
+    if "hub_id" not in values and "path" not in values:
+        raise QuagmireError(
+            f"eval.benchmarks.{name}: not a registered benchmark ({', '.join(sorted(BENCHMARKS))}); give "
+            f"`registry: <one of those>`, or a `hub_id` or `path` with its field mapping"
+        )
+    if "keep_fields" in values:
+        values["keep_fields"] = tuple(values["keep_fields"])
+    return BenchmarkSpec(name=name, **values)
+
+
 # --------------------------------------------------------------------------- reading sources
 
 

@@ -137,11 +137,29 @@ def cmd_grpo(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_benchmark(args: argparse.Namespace) -> None:
+    from quagmire.benchmarks import load_benchmark, spec_from_config, write_benchmark
+
+    spec = spec_from_config(args.name, _settings(args.settings))
+    frame, manifest = load_benchmark(spec)
+    write_benchmark(frame, manifest, args.out)
+    log.info("benchmark %s: %d problems (%s)", args.name, len(frame), manifest["rows"])
+
+
 def cmd_sample(args: argparse.Namespace) -> None:
     from quagmire.sample import SamplingSettings, sample_to_file
 
     settings = SamplingSettings.from_config(_settings(args.settings))
-    sample_to_file(Path(args.model), Path(args.benchmark), Path(args.out), settings, threads=args.threads)
+    sample_to_file(
+        Path(args.model), Path(args.benchmark), Path(args.out), settings, threads=args.threads,
+        shard=args.shard, shards=args.shards,
+    )
+
+
+def cmd_gather(args: argparse.Namespace) -> None:
+    from quagmire.sample import gather_samples
+
+    gather_samples([Path(p) for p in args.shards], Path(args.benchmark), Path(args.out))
 
 
 def cmd_grade(args: argparse.Namespace) -> None:
@@ -317,12 +335,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     threads(p)
 
-    p = add("sample", cmd_sample, "Draw n completions per problem of one benchmark.")
+    p = add("benchmark", cmd_benchmark, "Normalize one evaluation benchmark (local file or pinned hub dataset).")
+    p.add_argument("--name", required=True, help="the study's name for it (a registry name unless 'registry' says)")
+    p.add_argument("--settings", default="{}", help="JSON: its eval.benchmarks entry (path, revision, fields...)")
+    p.add_argument("--out", required=True, help="Parquet; the manifest is written beside it (.manifest.json)")
+
+    p = add("sample", cmd_sample, "Draw n completions per problem of one benchmark (or one shard of it).")
     p.add_argument("--model", required=True)
     p.add_argument("--benchmark", required=True)
     p.add_argument("--settings", required=True, help="JSON: the eval config section")
     p.add_argument("--out", required=True)
+    p.add_argument("--shard", type=int, default=0, help="which shard to draw (0-based)")
+    p.add_argument("--shards", type=int, default=1, help="how many shards the benchmark is split into")
     threads(p)
+
+    p = add("gather", cmd_gather, "Join the sample shards of one model on one benchmark, checking coverage.")
+    p.add_argument("--shards", nargs="+", required=True, metavar="SHARD_PARQUET")
+    p.add_argument("--benchmark", required=True)
+    p.add_argument("--out", required=True)
 
     p = add(
         "grade", cmd_grade, "Grade a samples file against a benchmark file with math-verify (gold first)."

@@ -109,6 +109,14 @@ def _default_filler(root: Mapping[str, Any]) -> Any:
 
 def _check_semantics(config: Mapping[str, Any], source: str) -> None:
     """Cross-key rules a schema cannot state."""
+    world, real = config["world"]["benchmarks"], config["eval"]["benchmarks"]
+    if not world and not real:
+        raise QuagmireError(f"config error in {source}: no benchmark to evaluate on (world.benchmarks and "
+                            "eval.benchmarks are both empty)")
+    clash = sorted(set(world) & set(real))
+    if clash:
+        raise QuagmireError(f"config error in {source}: benchmark name(s) {clash} are in both world.benchmarks and "
+                            "eval.benchmarks; rename one (each name is one file under data/benchmarks/)")
     pool = config["world"]["pools"]["sft"]["size"]
     for name, recipe in config["sft"]["recipes"].items():
         if recipe["n"] > pool:

@@ -67,3 +67,22 @@ def lineage(
         "settings": dict(settings),
         "packages": package_versions(),
     }
+
+
+def fingerprint(settings: Mapping[str, Any], files: Iterable[str | os.PathLike[str]] = (),
+                folders: Iterable[str | os.PathLike[str]] = ()) -> str:
+    """A short hash of what a resumable job's partial progress was computed from.
+
+    Files are hashed by content. Folders (model checkpoints, gigabytes at paper scale) are hashed by each file's
+    name, size and modification time: a retrained model is a new folder with new mtimes, and hashing 16 GB of
+    weights on every restart would cost more than the work it saves.
+    """
+    digest = hashlib.sha256(json.dumps(dict(settings), sort_keys=True, default=str).encode())
+    for path in files:
+        digest.update(sha256_file(path).encode())
+    for folder in folders:
+        for item in sorted(Path(folder).rglob("*")):
+            if item.is_file():
+                stat = item.stat()
+                digest.update(f"{item.relative_to(folder)}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()[:16]

@@ -2,13 +2,18 @@
 
 The Hugging Face `generate` backend draws all n samples of a batch of problems in one call
 (`num_return_sequences=n`), which is what makes many-sample evaluation affordable on a CPU. A vLLM backend for
-GPUs plugs in behind the same `Backend` protocol (later issue); nothing downstream depends on which one ran,
-because both write the same `samples.parquet` with the sampling parameters recorded beside it.
+GPUs sits behind the same `Backend` protocol; nothing downstream depends on which one ran, because both write
+the same `samples.parquet` with the sampling parameters recorded beside it.
+
+Large evaluations are sharded (problems split into whole backend calls, one job per shard, gathered after) and
+resumable (every finished call is kept on disk until the shard's output is written).
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import shutil
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -18,7 +23,8 @@ from typing import Any, Protocol
 import pandas as pd
 
 from quagmire.errors import QuagmireError
-from quagmire.io import write_parquet
+from quagmire.io import atomic_path, read_parquet_metadata, write_parquet
+from quagmire.provenance import fingerprint
 from quagmire.world.tokenizer import load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -199,6 +205,44 @@ def make_backend(settings: SamplingSettings, model_dir: Path, threads: int = 1) 
     raise QuagmireError(f"unknown sampling backend {settings.backend!r} (known: hf, vllm)")
 
 
+def shard_calls(n_problems: int, prompts_per_call: int, shards: int = 1, shard: int = 0) -> range:
+    """The backend calls (by global index) that shard `shard` of `shards` draws.
+
+    Shards are whole calls, and each call is seeded by its global index: a sharded run draws exactly the samples
+    of an unsharded one, whatever the shard count (tested), so sharding is a scheduling choice, not a result.
+    """
+    if shards < 1 or not 0 <= shard < shards:
+        raise QuagmireError(f"shard {shard} of {shards}: need 0 <= shard < shards")
+    calls = math.ceil(n_problems / prompts_per_call)
+    return range(shard * calls // shards, (shard + 1) * calls // shards)
+
+
+def draw_call(
+    backend: Backend, problems: pd.DataFrame, prompts: Sequence[str], settings: SamplingSettings, call: int
+) -> pd.DataFrame:
+    """The samples of backend call `call`: problems [call * prompts_per_call, ...), seeded `seed + call`."""
+    start = call * settings.prompts_per_call
+    stop = start + settings.prompts_per_call
+    outputs = backend.generate(prompts[start:stop], settings, settings.seed + call)
+    rows = [
+        {
+            "problem_id": problem_id,
+            "sample_idx": idx,
+            "completion": c.text,
+            "num_tokens": c.num_tokens,
+            "finish_reason": c.finish_reason,
+        }
+        for problem_id, completions in zip(problems["problem_id"].iloc[start:stop], outputs, strict=True)
+        for idx, c in enumerate(completions)
+    ]
+    return pd.DataFrame(rows, columns=list(SAMPLE_COLUMNS))
+
+
+def _empty_samples() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype="int64" if c in ("sample_idx", "num_tokens") else "object")
+                         for c in SAMPLE_COLUMNS})
+
+
 def sample_benchmark(
     backend: Backend,
     problems: pd.DataFrame,
@@ -206,64 +250,158 @@ def sample_benchmark(
     prompts: Sequence[str],
     progress: bool = True,
 ) -> pd.DataFrame:
-    """Draw `settings.n` completions per problem, `prompts_per_call` problems per backend call.
-
-    Each call is seeded with `seed + call index`, so a rerun reproduces the same samples.
-    """
+    """Draw `settings.n` completions per problem, `prompts_per_call` problems per backend call, in memory."""
     from tqdm import tqdm
 
     if len(problems) != len(prompts):
         raise QuagmireError("internal: one prompt per problem expected")
-    rows: list[dict[str, Any]] = []
-    step = settings.prompts_per_call
-    starts = range(0, len(problems), step)
-    for call, start in enumerate(tqdm(starts, desc="sampling", unit="call", disable=not progress)):
-        batch = problems.iloc[start : start + step]
-        outputs = backend.generate(prompts[start : start + step], settings, settings.seed + call)
-        for problem_id, completions in zip(batch["problem_id"], outputs, strict=True):
-            for idx, c in enumerate(completions):
-                rows.append(
-                    {
-                        "problem_id": problem_id,
-                        "sample_idx": idx,
-                        "completion": c.text,
-                        "num_tokens": c.num_tokens,
-                        "finish_reason": c.finish_reason,
-                    }
-                )
-    return pd.DataFrame(rows, columns=list(SAMPLE_COLUMNS))
+    calls = shard_calls(len(problems), settings.prompts_per_call)
+    frames = [
+        draw_call(backend, problems, prompts, settings, call)
+        for call in tqdm(calls, desc="sampling", unit="call", disable=not progress)
+    ]
+    return pd.concat(frames, ignore_index=True) if frames else _empty_samples()
+
+
+class CallStore:
+    """The finished backend calls of one sampling job, one Parquet file each, beside the job's output.
+
+    Why: at paper scale one shard is hours of GPU time. A killed job (preemption, time limit) finds the calls it
+    already drew here and draws only the rest. Each call file is written atomically, so one that exists is
+    complete. The folder carries the fingerprint of the model, benchmark and settings it was drawn with; if
+    those changed, the stale calls are discarded instead of mixed in.
+    """
+
+    def __init__(self, folder: Path, key: str) -> None:
+        self.folder = folder
+        stamp = folder / "fingerprint"
+        if folder.exists() and (not stamp.exists() or stamp.read_text().strip() != key):
+            log.warning("discarding partial samples in %s: drawn with another model, benchmark or settings", folder)
+            shutil.rmtree(folder)
+        if not stamp.exists():
+            folder.mkdir(parents=True, exist_ok=True)
+            with atomic_path(stamp) as tmp:
+                tmp.write_text(key + "\n")
+
+    def path(self, call: int) -> Path:
+        return self.folder / f"call-{call:06d}.parquet"
+
+    def pending(self, calls: Sequence[int]) -> list[int]:
+        return [call for call in calls if not self.path(call).exists()]
+
+    def save(self, call: int, frame: pd.DataFrame) -> None:
+        write_parquet(self.path(call), frame)
+
+    def load(self, calls: Sequence[int]) -> pd.DataFrame:
+        frames = [pd.read_parquet(self.path(call)) for call in calls]
+        return pd.concat(frames, ignore_index=True) if frames else _empty_samples()
+
+    def remove(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def partial_folder(out: Path) -> Path:
+    """Where a sampling job keeps its finished calls until its output is written."""
+    return out.with_name(out.name + ".partial")
 
 
 def sample_to_file(
-    model_dir: Path, benchmark: Path, out: Path, settings: SamplingSettings, threads: int = 1
+    model_dir: Path,
+    benchmark: Path,
+    out: Path,
+    settings: SamplingSettings,
+    threads: int = 1,
+    shard: int = 0,
+    shards: int = 1,
+    progress: bool = True,
 ) -> dict[str, Any]:
-    """Sample one model on one benchmark file; write `samples.parquet` with its parameters as metadata."""
+    """Sample one model on (one shard of) one benchmark; write `samples.parquet` with its parameters as metadata.
+
+    Resumable: calls finished by a previous, killed attempt with the same inputs are read back, not redrawn.
+    """
+    from tqdm import tqdm
+
     problems = pd.read_parquet(benchmark)
     if problems.empty:
         raise QuagmireError(f"benchmark {benchmark} has no problems")
-    backend = make_backend(settings, model_dir, threads=threads)
-    prompts = render_prompts(problems, backend.tokenizer, settings.prompt_template, settings.instruction)
+    tokenizer = load_tokenizer(model_dir)
+    prompts = render_prompts(problems, tokenizer, settings.prompt_template, settings.instruction)
+    calls = shard_calls(len(problems), settings.prompts_per_call, shards, shard)
+    key = fingerprint({"sampling": asdict(settings), "shard": shard, "shards": shards},
+                      files=[benchmark], folders=[model_dir])
+    store = CallStore(partial_folder(out), key)
+    pending = store.pending(calls)
+    if len(pending) < len(calls):
+        log.info("resuming: %d of %d calls already drawn by an earlier attempt", len(calls) - len(pending), len(calls))
     start = time.monotonic()
-    samples = sample_benchmark(backend, problems, settings, prompts)
+    drawn = 0
+    if pending:
+        backend = make_backend(settings, model_dir, threads=threads)
+        for call in tqdm(pending, desc=f"sampling shard {shard + 1}/{shards}", unit="call", disable=not progress):
+            frame = draw_call(backend, problems, prompts, settings, call)
+            store.save(call, frame)
+            drawn += len(frame)
     seconds = time.monotonic() - start
+    samples = store.load(calls)
     meta = {
-        "backend": backend.name,
+        "backend": settings.backend,
         "model": str(model_dir),
         "benchmark": str(benchmark),
         "sampling": asdict(settings),
         "prompt": {
-            "kind": "chat" if getattr(backend.tokenizer, "chat_template", None) else "plain",
+            "kind": "chat" if getattr(tokenizer, "chat_template", None) else "plain",
             "template": settings.prompt_template,
             "instruction": settings.instruction,
             "first": prompts[0],
         },
+        "shard": {"index": shard, "of": shards, "calls": [calls.start, calls.stop],
+                  "resumed_calls": len(calls) - len(pending)},
         "seconds": round(seconds, 2),
+        "completions_per_s": round(drawn / seconds, 2) if drawn and seconds > 0 else None,
     }
     write_parquet(out, samples, metadata=meta)
-    log.info(
-        "sampled %d completions in %.1f s (%.0f completions/s)",
-        len(samples),
-        seconds,
-        len(samples) / max(seconds, 1e-9),
-    )
+    store.remove()
+    log.info("sampled %d completions (%d new) in %.1f s", len(samples), drawn, seconds)
+    return meta
+
+
+def gather_samples(shard_files: Sequence[Path], benchmark: Path, out: Path) -> dict[str, Any]:
+    """Concatenate the shards of one (model, benchmark) into its `samples.parquet`, after checking they fit.
+
+    The shards must come from the same model, benchmark and sampling settings, be exactly shards 0..k-1 of k,
+    and together hold n samples of every problem of the benchmark: a gathered file is a whole evaluation or an
+    error, never a silent subset.
+    """
+    if not shard_files:
+        raise QuagmireError("gather: no shard files given")
+    metas = [read_parquet_metadata(f) for f in shard_files]
+    first = metas[0]
+    for path, meta in zip(shard_files, metas, strict=True):
+        for key in ("model", "sampling", "prompt", "backend"):
+            if meta.get(key) != first.get(key):
+                raise QuagmireError(f"gather: shard {path} differs from {shard_files[0]} in {key!r}")
+    order = sorted(range(len(metas)), key=lambda i: metas[i]["shard"]["index"])
+    indices = [metas[i]["shard"]["index"] for i in order]
+    of = {m["shard"]["of"] for m in metas}
+    if of != {len(shard_files)} or indices != list(range(len(shard_files))):
+        raise QuagmireError(f"gather: expected shards 0..{len(shard_files) - 1} of {len(shard_files)}, got "
+                            f"indices {indices} of {sorted(of)}")
+    samples = pd.concat([pd.read_parquet(shard_files[i]) for i in order], ignore_index=True)
+    problems = pd.read_parquet(benchmark, columns=["problem_id"])
+    n = first["sampling"]["n"]
+    counts = samples.groupby("problem_id").size()
+    wrong = counts[counts != n]
+    missing = set(problems["problem_id"]) - set(counts.index)
+    extra = set(counts.index) - set(problems["problem_id"])
+    if missing or extra or len(wrong):
+        raise QuagmireError(
+            f"gather: shards do not cover {benchmark} with n={n} samples per problem (missing problems: "
+            f"{sorted(missing)[:5]}, unknown problems: {sorted(extra)[:5]}, wrong counts: {dict(wrong.head(5))})"
+        )
+    meta = {k: v for k, v in first.items() if k not in ("shard", "seconds", "completions_per_s")}
+    meta["benchmark"] = str(benchmark)
+    meta["shards"] = [metas[i]["shard"] | {"seconds": metas[i].get("seconds")} for i in order]
+    meta["seconds"] = round(sum(m.get("seconds") or 0.0 for m in metas), 2)
+    write_parquet(out, samples, metadata=meta)
+    log.info("gathered %d shards: %d samples of %d problems", len(shard_files), len(samples), len(problems))
     return meta
