@@ -1,38 +1,22 @@
-rule tokenizer:
-    """The study's tokenizer (character-level for the embedded world), saved in Hugging Face format."""
-    output:
-        directory(f"{R}/models/tokenizer"),
-    log:
-        f"{LOGS}/models/tokenizer.log",
-    conda:
-        "../envs/train.yaml"
-    resources:
-        mem_mb=1000,
-    shell:
-        "quagmire tokenizer --out {output} > {log} 2>&1"
+if config["base_model"]["source"] == "hub":
 
+    rule base_model:
+        """The pre-trained base model (pinned hub snapshot or local copy), checked, with its tokenizer and lineage."""
+        output:
+            model=directory(f"{R}/models/base"),
+            tokenizer=directory(f"{R}/models/tokenizer"),
+        params:
+            settings=as_json({k: v for k, v in config["base_model"].items() if k in ("hub_id", "revision", "path")}),
+        log:
+            f"{LOGS}/models/base_model.log",
+        conda:
+            "../envs/train.yaml"
+        resources:
+            mem_mb=8000,
+        shell:
+            "quagmire base-model --settings {params.settings:q} --out {output.model} "
+            "--tokenizer-out {output.tokenizer} > {log} 2>&1"
 
-rule pretrain:
-    """Build the tiny Llama-style base model in code and pre-train it (facts and direct answers only)."""
-    input:
-        tokenizer=f"{R}/models/tokenizer",
-    output:
-        directory(f"{R}/models/base"),
-    params:
-        settings=as_json(
-            {
-                "model": {k: v for k, v in config["base_model"].items() if k not in ("source", "pretrain")},
-                "pretrain": config["base_model"]["pretrain"],
-                "seed": config["seed"],
-            }
-        ),
-    threads: config["threads"]
-    log:
-        f"{LOGS}/models/pretrain.log",
-    conda:
-        "../envs/train.yaml"
-    resources:
-        mem_mb=4000,
-    shell:
-        "quagmire pretrain --tokenizer {input.tokenizer} --settings {params.settings:q} --out {output} "
-        "--threads {threads} > {log} 2>&1"
+else:
+
+    include: "models_embedded.smk"

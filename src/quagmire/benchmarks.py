@@ -33,7 +33,7 @@ import pandas as pd
 from quagmire.errors import QuagmireError
 from quagmire.grade import extract_boxed
 from quagmire.io import write_json, write_parquet
-from quagmire.provenance import sha256_file
+from quagmire.provenance import require_pinned, sha256_file
 
 UNPINNED = "main"  # placeholder revision; a config must replace it with a dataset commit
 ID_WIDTH = 5  # digits a numeric id is zero-padded to, so ids sort in source order
@@ -47,7 +47,6 @@ ANSWER_HASHES = "hashes"  # the text after the last `####`, thousands commas rem
 ANSWER_LIST = "list"  # a list of answers, or its Python text form; joined with ", ", `$` delimiters removed
 ANSWER_KINDS = (ANSWER_TEXT, ANSWER_BOXED, ANSWER_HASHES, ANSWER_LIST)
 
-_PINNED = re.compile(r"[0-9a-f]{40}")
 _NOT_ID_CHARS = re.compile(r"[^A-Za-z0-9]+")
 _UNESCAPED_DOLLAR = re.compile(r"(?<!\\)\$")
 _SEPARATOR = re.compile(r"\s*,?\s*")
@@ -233,11 +232,7 @@ def _read_jsonl_lines(path: Path) -> tuple[list[dict[str, Any]], int]:
 
 def _read_hub(spec: BenchmarkSpec) -> list[dict[str, Any]]:
     """Records of the spec's hub dataset at its pinned revision (network or the local hub cache)."""
-    if not _PINNED.fullmatch(spec.revision):
-        raise QuagmireError(
-            f"benchmark {spec.name}: hub dataset {spec.hub_id} must be pinned to a commit (40 hex digits) "
-            f"in the config (got revision {spec.revision!r})"
-        )
+    require_pinned(spec.revision, f"benchmark {spec.name}: hub dataset {spec.hub_id}")
     import datasets
 
     try:

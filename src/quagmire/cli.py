@@ -121,6 +121,12 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
         write_json(tmp / "lineage.json", lineage("pretrain", parent=None, data=[], settings=settings))
 
 
+def cmd_base_model(args: argparse.Namespace) -> None:
+    from quagmire.base_model import fetch_base
+
+    fetch_base(_settings(args.settings), Path(args.out), Path(args.tokenizer_out) if args.tokenizer_out else None)
+
+
 def cmd_sft(args: argparse.Namespace) -> None:
     from quagmire.sft import train_sft
 
@@ -320,6 +326,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--settings", required=True, help='JSON: {"model": ..., "pretrain": ..., "seed": ...}')
     p.add_argument("--out", required=True)
     threads(p)
+
+    p = add("base-model", cmd_base_model, "Fetch and check a pre-trained base model (pinned hub or local copy).")
+    p.add_argument("--settings", required=True, help='JSON: {"hub_id": ..., "revision": ...} or {"path": ...}')
+    p.add_argument("--out", required=True)
+    p.add_argument("--tokenizer-out", help="also save its tokenizer here (the study's tokenizer)")
 
     p = add("sft", cmd_sft, "Supervised fine-tuning (TRL SFTTrainer) of one recipe.")
     p.add_argument("--base", required=True)

@@ -10,11 +10,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections.abc import Iterable, Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from quagmire.errors import QuagmireError
+
+_COMMIT = re.compile(r"[0-9a-f]{40}")
 TRACKED_PACKAGES = ("torch", "transformers", "trl", "datasets", "math-verify", "snakemake")
 _CHUNK = 1 << 20
 
@@ -86,3 +90,15 @@ def fingerprint(settings: Mapping[str, Any], files: Iterable[str | os.PathLike[s
                 stat = item.stat()
                 digest.update(f"{item.relative_to(folder)}:{stat.st_size}:{stat.st_mtime_ns}".encode())
     return digest.hexdigest()[:16]
+
+
+def require_pinned(revision: str | None, what: str) -> str:
+    """`revision` if it is a commit (40 hex digits); else a clear error.
+
+    Why: a branch like `main` moves, so a study read from it could change under finished results.
+    """
+    if not revision or not _COMMIT.fullmatch(revision):
+        raise QuagmireError(
+            f"{what}: a hub revision must be pinned to a commit (40 hex digits) in the config (got {revision!r})"
+        )
+    return revision

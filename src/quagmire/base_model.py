@@ -1,0 +1,126 @@
+"""The study's base model at paper scale: a hub snapshot at a pinned revision, or a local copy of one.
+
+Why the base model is an artifact of the DAG (`models/base`) and not a hub id passed to every rule: every later
+checkpoint's lineage must name exactly which weights it started from, and a cluster's compute nodes are often
+offline. The rule fetches once, checks that the folder is a usable causal LM (config, weights, a fast
+tokenizer), and records the source and a sha256 of every file, so an audit can tell two snapshots apart.
+
+The embedded study does not come through here: it builds and pre-trains its own tiny model (`world/`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from quagmire.errors import QuagmireError
+from quagmire.io import atomic_dir, write_json
+from quagmire.provenance import lineage, require_pinned, sha256_file
+
+log = logging.getLogger(__name__)
+
+# What a training or sampling job needs from a hub snapshot; skips other formats' weights (.bin, .pth, .gguf).
+SNAPSHOT_PATTERNS = ("*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "*.tiktoken")
+
+
+def _copy_tree(source: Path, dest: Path) -> None:
+    """Hard-link every file of `source` into `dest` (same filesystem: no copy of 16 GB), else copy it."""
+    for item in sorted(source.rglob("*")):
+        target = dest / item.relative_to(source)
+        if item.is_dir():
+            target.mkdir(parents=True, exist_ok=True)
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(item, target)
+        except OSError:
+            shutil.copy2(item, target)
+
+
+def _download(hub_id: str, revision: str, dest: Path) -> None:
+    """Download the snapshot of `hub_id` at `revision` into `dest` (the hub cache serves it when offline)."""
+    from huggingface_hub import snapshot_download
+
+    snapshot_download(repo_id=hub_id, revision=revision, local_dir=dest, allow_patterns=list(SNAPSHOT_PATTERNS))
+
+
+def count_parameters(folder: Path) -> int:
+    """Parameters of the safetensors weights in `folder`, read from the file headers (no weights loaded)."""
+    from safetensors import safe_open
+
+    total = 0
+    for shard in sorted(folder.glob("*.safetensors")):
+        with safe_open(str(shard), framework="pt") as handle:
+            for key in handle.keys():  # noqa: SIM118 - safe_open has no __iter__
+                shape = handle.get_slice(key).get_shape()
+                count = 1
+                for dim in shape:
+                    count *= dim
+                total += count
+    return total
+
+
+def check_snapshot(folder: Path, what: str) -> dict[str, Any]:
+    """Fail clearly unless `folder` holds a causal-LM config, safetensors weights and a fast tokenizer."""
+    from transformers import AutoConfig
+
+    from quagmire.world.tokenizer import load_tokenizer
+
+    if not (folder / "config.json").is_file():
+        raise QuagmireError(f"{what}: no config.json in {folder}; is this a model snapshot?")
+    if not any(folder.glob("*.safetensors")):
+        raise QuagmireError(f"{what}: no .safetensors weights in {folder} (convert .bin weights to safetensors)")
+    if not (folder / "tokenizer.json").is_file():
+        raise QuagmireError(f"{what}: no tokenizer.json in {folder}; the study needs a fast tokenizer")
+    config = AutoConfig.from_pretrained(folder)
+    tokenizer = load_tokenizer(folder)
+    return {
+        "architectures": list(getattr(config, "architectures", None) or []),
+        "model_type": config.model_type,
+        "parameters": count_parameters(folder),
+        "vocab_size": len(tokenizer),
+        "chat_template": bool(getattr(tokenizer, "chat_template", None)),
+    }
+
+
+def fetch_base(settings: Mapping[str, Any], out: Path, tokenizer_out: Path | None = None) -> dict[str, Any]:
+    """Materialize the base model named by the `base_model` config section in `out` (and its tokenizer).
+
+    `path` (a local snapshot folder) wins over `hub_id` + `revision`; a hub revision must be a commit.
+    """
+    path, hub_id, revision = settings.get("path"), settings.get("hub_id"), settings.get("revision")
+    if not path and not hub_id:
+        raise QuagmireError("base_model: source 'hub' needs base_model.hub_id (+ revision) or base_model.path")
+    with atomic_dir(out) as tmp:
+        if path:
+            source = Path(path)
+            if not source.is_dir():
+                raise QuagmireError(f"base_model.path: {source} is not a folder")
+            _copy_tree(source, tmp)
+            origin: dict[str, Any] = {"kind": "local", "path": str(source.resolve())}
+        else:
+            require_pinned(revision, f"base_model {hub_id}")
+            _download(hub_id, revision, tmp)
+            origin = {"kind": "hub", "hub_id": hub_id, "revision": revision}
+        for stale in ("lineage.json", "train_stats.json", "trainer_config.json"):
+            (tmp / stale).unlink(missing_ok=True)  # a local copy of one of our checkpoints starts a new lineage
+        facts = check_snapshot(tmp, f"base_model {path or hub_id}")
+        files = {
+            str(p.relative_to(tmp)): sha256_file(p) for p in sorted(tmp.rglob("*")) if p.is_file()
+        }
+        record = lineage("base", parent=None, data=[], settings=dict(settings))
+        record["source"] = origin | {"files": files}
+        record["model"] = facts
+        write_json(tmp / "lineage.json", record)
+        if tokenizer_out is not None:
+            from quagmire.world.tokenizer import load_tokenizer
+
+            with atomic_dir(tokenizer_out) as tok_tmp:
+                load_tokenizer(tmp).save_pretrained(tok_tmp)
+    log.info("base model %s: %s parameters, %s", path or f"{hub_id}@{revision}", f"{facts['parameters']:,}",
+             facts["model_type"])
+    return record
