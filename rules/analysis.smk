@@ -9,7 +9,7 @@ rule recipes_table:
     conda:
         "../envs/analysis.yaml"
     resources:
-        mem_mb=500,
+        **job_resources("analysis"),
     shell:
         "quagmire recipes --settings {params.settings:q} --out {output} > {log} 2>&1"
 
@@ -29,7 +29,7 @@ rule tidy_table:
     conda:
         "../envs/analysis.yaml"
     resources:
-        mem_mb=1000,
+        **job_resources("analysis"),
     shell:
         "quagmire table --eval {params.evals} --genloss {params.genloss} --out {output} > {log} 2>&1"
 
@@ -50,7 +50,7 @@ rule predictors:
     conda:
         "../envs/analysis.yaml"
     resources:
-        mem_mb=1000,
+        **job_resources("analysis"),
     shell:
         "quagmire predictors --tidy {input.tidy} --recipes {input.recipes} --settings {params.settings:q} "
         "--values {output.values} --sweep {output.sweep} --out {output.quality} > {log} 2>&1"
@@ -73,7 +73,7 @@ rule plot:
     conda:
         "../envs/analysis.yaml"
     resources:
-        mem_mb=1000,
+        **job_resources("analysis"),
     shell:
         "quagmire plot --figure {wildcards.figure} --tidy {input.tidy} --recipes {input.recipes} "
         "--settings {params.settings:q} --out {output} > {log} 2>&1"

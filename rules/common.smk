@@ -80,6 +80,11 @@ def subset_file(wildcards):
     return f"{R}/data/subsets/{subset_name(recipe)}.parquet"
 
 
+def job_resources(family):
+    """The scheduler request of a job family (data, train, rl, sample, grade, genloss, analysis) from the config."""
+    return dict(config["resources"][family])
+
+
 def one_of(names):
     """A wildcard pattern matching exactly `names` (and nothing when there are none)."""
     return "|".join(re.escape(n) for n in names) if names else "(?!)"

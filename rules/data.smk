@@ -12,7 +12,7 @@ rule world:
     conda:
         "../envs/train.yaml"
     resources:
-        mem_mb=2000,
+        **job_resources("data"),
     shell:
         "quagmire world --settings {params.settings:q} --out-dir {params.outdir} > {log} 2>&1"
 
@@ -31,7 +31,7 @@ rule subset:
     conda:
         "../envs/train.yaml"
     resources:
-        mem_mb=2000,
+        **job_resources("data"),
     shell:
         "quagmire subset --pool {input.pool} --tokenizer {input.tokenizer} --strategy {wildcards.strategy} "
         "--n {wildcards.n} --seed {params.seed} --out {output} > {log} 2>&1"
@@ -53,7 +53,7 @@ rule benchmark:
     conda:
         "../envs/grade.yaml"
     resources:
-        mem_mb=2000,
+        **job_resources("data"),
     shell:
         "quagmire benchmark --name {wildcards.benchmark} --settings {params.settings:q} --out {output.data} "
         "> {log} 2>&1"

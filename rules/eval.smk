@@ -15,7 +15,7 @@ if SHARDS == 1:
         conda:
             "../envs/sample.yaml"
         resources:
-            mem_mb=4000,
+            **job_resources("sample"),
         shell:
             "quagmire sample --model {input.model} --benchmark {input.benchmark} --settings {params.settings:q} "
             "--out {output} --threads {threads} > {log} 2>&1"
@@ -40,7 +40,7 @@ else:
         conda:
             "../envs/sample.yaml"
         resources:
-            mem_mb=4000,
+            **job_resources("sample"),
         shell:
             "quagmire sample --model {input.model} --benchmark {input.benchmark} --settings {params.settings:q} "
             "--shard {wildcards.shard} --shards {params.shards} --out {output} --threads {threads} > {log} 2>&1"
@@ -60,7 +60,7 @@ else:
         conda:
             "../envs/sample.yaml"
         resources:
-            mem_mb=4000,
+            **job_resources("sample"),
         shell:
             "quagmire gather --shards {input.shards} --benchmark {input.benchmark} --out {output} > {log} 2>&1"
 
@@ -80,7 +80,7 @@ rule grade:
     conda:
         "../envs/grade.yaml"
     resources:
-        mem_mb=2000,
+        **job_resources("grade"),
     shell:
         "quagmire grade --samples {input.samples} --benchmark {input.benchmark} --out {output} "
         "--timeout {params.timeout} --workers {params.workers} > {log} 2>&1"
@@ -101,7 +101,7 @@ rule score:
     conda:
         "../envs/grade.yaml"
     resources:
-        mem_mb=1000,
+        **job_resources("grade"),
     shell:
         "quagmire score --grades {params.grades} --extra-ks {params.extra_ks} --bootstrap {params.bootstrap} "
         "--out {output} > {log} 2>&1"

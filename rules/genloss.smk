@@ -14,7 +14,7 @@ rule genloss:
     conda:
         "../envs/train.yaml"
     resources:
-        mem_mb=3000,
+        **job_resources("genloss"),
     shell:
         "quagmire genloss --model {input.model} --heldout {input.heldout} --max-length {params.max_length} "
         "--batch-size {params.batch_size} --out {output} --threads {threads} > {log} 2>&1"

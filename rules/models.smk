@@ -12,7 +12,7 @@ if config["base_model"]["source"] == "hub":
         conda:
             "../envs/train.yaml"
         resources:
-            mem_mb=8000,
+            **job_resources("train"),
         shell:
             "quagmire base-model --settings {params.settings:q} --out {output.model} "
             "--tokenizer-out {output.tokenizer} > {log} 2>&1"

@@ -10,7 +10,7 @@ rule tokenizer:
     conda:
         "../envs/train.yaml"
     resources:
-        mem_mb=1000,
+        **job_resources("data"),
     shell:
         "quagmire tokenizer --out {output} > {log} 2>&1"
 
@@ -35,7 +35,7 @@ rule pretrain:
     conda:
         "../envs/train.yaml"
     resources:
-        mem_mb=4000,
+        **job_resources("train"),
     shell:
         "quagmire pretrain --tokenizer {input.tokenizer} --settings {params.settings:q} --out {output} "
         "--threads {threads} > {log} 2>&1"

@@ -13,7 +13,7 @@ rule grpo:
     conda:
         "../envs/train.yaml"
     resources:
-        mem_mb=6000,
+        **job_resources("rl"),
     shell:
         "quagmire grpo --model {input.model} --prompts {input.prompts} --settings {params.settings:q} "
         "--out {output} --threads {threads} > {log} 2>&1"

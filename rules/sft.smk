@@ -13,7 +13,7 @@ rule sft:
     conda:
         "../envs/train.yaml"
     resources:
-        mem_mb=4000,
+        **job_resources("train"),
     shell:
         "quagmire sft --base {input.base} --data {input.data} --settings {params.settings:q} "
         "--out {output} --threads {threads} > {log} 2>&1"
