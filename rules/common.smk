@@ -27,7 +27,12 @@ validate(config, Path(workflow.basedir) / "config" / "schema.yaml", set_default=
 if DeploymentMethod.CONDA not in workflow.deployment_settings.deployment_method:
     shell.prefix(f'set -euo pipefail; export PATH="{os.path.dirname(sys.executable)}:$PATH"; ')
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-if config["base_model"]["source"] == "embedded" and all("path" in b for b in config["eval"]["benchmarks"].values()):
+# Nothing to download (every input is built in the DAG or a local file): jobs run offline, so a stray hub call fails
+# at once instead of hanging on a cluster node without network.
+_hub_inputs = [config["base_model"], *config["eval"]["benchmarks"].values()]
+if config["data"]["source"] == "hub":
+    _hub_inputs += [config["data"]["sft"], *config["data"]["rl"]]
+if not any(entry.get("source", "hub") == "hub" and "path" not in entry for entry in _hub_inputs):
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
@@ -37,10 +42,13 @@ LOGS = f"logs/{STUDY}"
 # Sorted: reordering keys in a config file must not change any job's params (and so rerun it).
 RECIPES = sorted(config["sft"]["recipes"])
 RL_RUNS = RECIPES + (["base"] if config["rl"]["from_base"] else [])
-WORLD_BENCHMARKS = sorted(config["world"]["benchmarks"])
+HUB_DATA = config["data"]["source"] == "hub"
+WORLD_BENCHMARKS = [] if HUB_DATA else sorted(config["world"]["benchmarks"])
 REAL_BENCHMARKS = sorted(config["eval"]["benchmarks"])  # registry benchmarks: local files or pinned hub datasets
 BENCHMARKS = sorted(WORLD_BENCHMARKS + REAL_BENCHMARKS)
 SHARDS = config["eval"]["shards"]
+SFT_SOURCE = config["data"]["sft"]["name"] if HUB_DATA else None
+RL_SOURCES = [entry["name"] for entry in config["data"]["rl"]] if HUB_DATA else []
 POOLS = ["sft", "heldout", "rl"]
 FIGURES = config["plots"]["figures"]
 SAMPLING_KEYS = (
@@ -88,6 +96,23 @@ def job_resources(family):
 def one_of(names):
     """A wildcard pattern matching exactly `names` (and nothing when there are none)."""
     return "|".join(re.escape(n) for n in names) if names else "(?!)"
+
+
+def source_entry(wildcards):
+    """The data.sft or data.rl entry that the raw file {kind}-{name} is read from."""
+    if wildcards.kind == "sft":
+        return config["data"]["sft"]
+    return config["data"]["rl"][RL_SOURCES.index(wildcards.name)]
+
+
+def source_input(wildcards):
+    """A local training file (a changed file reruns its chain); nothing for a hub dataset."""
+    path = source_entry(wildcards).get("path")
+    return [path] if path else []
+
+
+def source_settings(wildcards):
+    return as_json(source_entry(wildcards))
 
 
 def benchmark_source(wildcards):

@@ -1,20 +1,26 @@
-rule world:
-    """Draw the embedded world's pools (SFT, held-out, RL) and benchmarks, disjoint, with an audit."""
-    output:
-        pools=expand("{R}/data/{pool}.parquet", R=R, pool=POOLS),
-        benchmarks=expand("{R}/data/benchmarks/{benchmark}.parquet", R=R, benchmark=WORLD_BENCHMARKS),
-        audit=f"{R}/data/audit.json",
-    params:
-        settings=as_json({"world": config["world"], "seed": config["seed"]}),
-        outdir=lambda w, output: os.path.dirname(output.audit),
-    log:
-        f"{LOGS}/data/world.log",
-    conda:
-        "../envs/train.yaml"
-    resources:
-        **job_resources("data"),
-    shell:
-        "quagmire world --settings {params.settings:q} --out-dir {params.outdir} > {log} 2>&1"
+if config["data"]["source"] == "world":
+
+    rule world:
+        """Draw the embedded world's pools (SFT, held-out, RL) and benchmarks, disjoint, with an audit."""
+        output:
+            pools=expand("{R}/data/{pool}.parquet", R=R, pool=POOLS),
+            benchmarks=expand("{R}/data/benchmarks/{benchmark}.parquet", R=R, benchmark=WORLD_BENCHMARKS),
+            audit=f"{R}/data/audit.json",
+        params:
+            settings=as_json({"world": config["world"], "seed": config["seed"]}),
+            outdir=lambda w, output: os.path.dirname(output.audit),
+        log:
+            f"{LOGS}/data/world.log",
+        conda:
+            "../envs/train.yaml"
+        resources:
+            **job_resources("data"),
+        shell:
+            "quagmire world --settings {params.settings:q} --out-dir {params.outdir} > {log} 2>&1"
+
+else:
+
+    include: "data_hub.smk"
 
 
 rule subset:

@@ -219,3 +219,87 @@ def test_a_real_format_benchmark_is_normalized_sampled_in_shards_and_graded(
     assert [p.name for p in shards] == ["arith.0-of-2.samples.parquet", "arith.1-of-2.samples.parquet"]
     grades = pd.read_parquet(workdir / target)
     assert len(grades) == len(world) * 4 and set(grades["status"]) <= {"correct", "incorrect", "no_answer"}
+
+
+def _hub_format_files(world: Path, folder: Path) -> dict[str, Path]:
+    """The smoke world's problems written in each paper source's own format (Nemotron chat rows, MATH train,
+    DeepScaleR, GSM8K test), plus the faults a real dump has: a contaminated, a duplicate and a broken row."""
+    sft = pd.read_parquet(world / "sft.parquet")
+    rl = pd.read_parquet(world / "rl.parquet")
+    bench = pd.read_parquet(world / "benchmarks" / "addsub2.parquet")
+    rows = [
+        {"input": [{"role": "system", "content": "detailed thinking off"}, {"role": "user", "content": p}],
+         "output": r, "reasoning": "off", "generator": "world"}
+        for p, r in zip(sft["prompt"], sft["response"], strict=True)
+    ]
+    contaminated = {**rows[0], "input": [{"role": "user", "content": bench["prompt"].iloc[0]}]}
+    rows += [rows[1], contaminated, {"input": [{"role": "user", "content": "1+1="}]}]  # duplicate, leak, no output
+    files = {"nemotron": folder / "nemotron.jsonl", "math": folder / "math.parquet", "dsr": folder / "dsr.jsonl",
+             "gsm8k": folder / "gsm8k.jsonl"}
+    files["nemotron"].write_text("".join(json.dumps(row) + "\n" for row in rows))
+    half = len(rl) // 2
+    pd.DataFrame({"problem": rl["prompt"][:half], "solution": [f"So \\boxed{{{a}}}." for a in rl["answer"][:half]],
+                  "level": "Level 1", "type": "Arithmetic"}).to_parquet(files["math"])
+    files["dsr"].write_text("".join(json.dumps({"problem": p, "answer": a, "solution": ""}) + "\n"
+                                    for p, a in zip(rl["prompt"][half:], rl["answer"][half:], strict=True)))
+    files["gsm8k"].write_text("".join(json.dumps({"question": p, "answer": f"Add.\n#### {a}"}) + "\n"
+                                      for p, a in zip(bench["prompt"], bench["answer"], strict=True)))
+    return files
+
+
+def test_paper_path_hub_model_and_hub_format_data_run_end_to_end(
+    study: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """data.source 'hub' and base_model.source 'hub' through real Snakemake, on files in the sources' formats:
+    raw sources, audited filters, held-out split, SFT, GRPO, a registry benchmark, tables and figures."""
+    workdir, _ = study
+    files = _hub_format_files(workdir / "results" / "smoke" / "data", tmp_path)
+    config = {
+        "study": "hubsmoke",
+        "data": {
+            "source": "hub",
+            "sft": {"name": "nemotron_math", "path": str(files["nemotron"])},
+            "rl": [
+                {"name": "math_train", "path": str(files["math"])},
+                {"name": "deepscaler", "path": str(files["dsr"])},
+            ],
+            "heldout_size": 16,
+            "filters": {"max_tokens": 200},
+        },
+        "base_model": {"source": "hub", "path": str(workdir / "results" / "smoke" / "models" / "base")},
+        "sft": {"defaults": {"batch_size": 16}, "recipes": {
+            "random_n48_ep1": {"subset": "random", "n": 48, "epochs": 1, "dataset_level": True},
+            "random_n48_ep2": {"subset": "random", "n": 48, "epochs": 2, "dataset_level": True,
+                               "instance_level": True},
+            "shortest_n48_ep2": {"subset": "shortest", "n": 48, "epochs": 2, "instance_level": True},
+        }},
+        "rl": {"steps": 2, "prompts_per_step": 2, "group_size": 4, "max_completion_length": 24},
+        "eval": {"benchmarks": {"gsm8k": {"path": str(files["gsm8k"])}}, "n": 4, "max_new_tokens": 24,
+                 "prompts_per_call": 8, "bootstrap": 50},
+        "analysis": {"n_splits": 20},
+    }
+    configfile = tmp_path / "hubsmoke.yaml"
+    configfile.write_text(yaml.safe_dump(config))
+    hub_workdir = tmp_path / "run"
+    hub_workdir.mkdir()
+    snakemake(hub_workdir, configfile)
+
+    results = hub_workdir / "results" / "hubsmoke"
+    raw = json.loads((results / "data" / "raw" / "sft-nemotron_math.parquet.manifest.json").read_text())
+    n_sft = len(pd.read_parquet(workdir / "results" / "smoke" / "data" / "sft.parquet"))
+    assert raw["rows"]["read"] == n_sft + 3 and raw["rows"]["kept"] == n_sft + 2
+    audit = pd.read_parquet(results / "data" / "clean" / "sft.audit.parquet")
+    dropped = audit[~audit["kept"]]
+    assert set(dropped["reason"]) == {"duplicate_exact", "contaminated:gsm8k"}, dropped
+    manifest = json.loads((results / "data" / "clean" / "sft.manifest.json").read_text())
+    assert manifest["outputs"]["clean"]["sha256"] == sha256_file(results / "data" / "clean" / "sft.parquet")
+    heldout = pd.read_parquet(results / "data" / "heldout.parquet")
+    pool = pd.read_parquet(results / "data" / "sft.parquet")
+    assert len(heldout) == 16 and not set(heldout["problem_id"]) & set(pool["problem_id"])
+    rl = pd.read_parquet(results / "data" / "rl.parquet")
+    assert {pid.split("-")[0] for pid in rl["problem_id"]} == {"math_train", "deepscaler"}
+    lineage = json.loads((results / "rl" / "random_n48_ep1" / "lineage.json").read_text())
+    assert lineage["parent"]["lineage"]["parent"]["lineage"]["source"]["kind"] == "local"
+    tidy = pd.read_csv(results / "tables" / "tidy.csv")
+    assert set(tidy["benchmark"]) >= {"gsm8k", "macro", "heldout"}
+    assert (results / "figures" / "predictor_scatter.png").stat().st_size > 1000

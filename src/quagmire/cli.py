@@ -61,6 +61,33 @@ def cmd_world(args: argparse.Namespace) -> None:
     log.info("world written: %s", audit["rows"])
 
 
+def cmd_source(args: argparse.Namespace) -> None:
+    from quagmire.sources import load_source, source_from_config, write_source
+
+    spec = source_from_config(_settings(args.settings), args.kind, args.where)
+    frame, manifest = load_source(spec)
+    write_source(frame, manifest, args.out)
+    log.info("source %s: %s", spec.name, manifest["rows"])
+
+
+def cmd_filter(args: argparse.Namespace) -> None:
+    from quagmire.filters import filter_files
+
+    benchmarks = dict(_pairs(args.benchmarks, "--benchmarks"))
+    manifest = filter_files(
+        args.raw, benchmarks, args.tokenizer, _settings(args.settings), args.out, args.audit, args.manifest
+    )
+    for step in manifest["steps"]:
+        log.info("filter %s", step)
+
+
+def cmd_split(args: argparse.Namespace) -> None:
+    from quagmire.filters import split_files
+
+    record = split_files(args.data, args.size, args.seed, args.pool_out, args.heldout_out)
+    log.info("held-out split: %d rows; SFT pool: %d rows", record["heldout_size"], record["pool_size"])
+
+
 def cmd_subset(args: argparse.Namespace) -> None:
     import pandas as pd
 
@@ -309,6 +336,28 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("world", cmd_world, "Build the embedded world's pools and benchmarks (disjoint).")
     p.add_argument("--settings", required=True, help='JSON: {"world": ..., "seed": ...}')
     p.add_argument("--out-dir", required=True)
+
+    p = add("source", cmd_source, "Read one training dataset (pinned hub or local file) into the shared schema.")
+    p.add_argument("--kind", required=True, choices=["sft", "rl"])
+    p.add_argument("--settings", required=True, help="JSON: its data.sft / data.rl entry (name + overrides)")
+    p.add_argument("--where", default="data source", help="the config entry, for error messages")
+    p.add_argument("--out", required=True, help="Parquet; the manifest is written beside it (.manifest.json)")
+
+    p = add("filter", cmd_filter, "Dedup, gold check, decontamination and length filter, with a row-level audit.")
+    p.add_argument("--raw", nargs="+", required=True, help="raw source files of one kind (concatenated)")
+    p.add_argument("--benchmarks", nargs="*", default=[], metavar="NAME=PATH", help="decontaminate against these")
+    p.add_argument("--tokenizer", required=True, help="the study's tokenizer (length filter)")
+    p.add_argument("--settings", default="{}", help="JSON: the data.filters section")
+    p.add_argument("--out", required=True)
+    p.add_argument("--audit", required=True, help="Parquet: one row per input row per step (kept, reason)")
+    p.add_argument("--manifest", required=True, help="JSON: inputs and outputs with sha256, counts per step")
+
+    p = add("split", cmd_split, "Split the clean SFT data into the SFT pool and the held-out split.")
+    p.add_argument("--data", required=True)
+    p.add_argument("--size", type=int, required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--pool-out", required=True)
+    p.add_argument("--heldout-out", required=True)
 
     p = add("subset", cmd_subset, "Select an SFT subset (random/shortest/longest/mix N by response tokens).")
     p.add_argument("--pool", required=True)

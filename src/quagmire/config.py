@@ -109,21 +109,29 @@ def _default_filler(root: Mapping[str, Any]) -> Any:
 
 def _check_semantics(config: Mapping[str, Any], source: str) -> None:
     """Cross-key rules a schema cannot state."""
-    world, real = config["world"]["benchmarks"], config["eval"]["benchmarks"]
+
+    def fail(message: str) -> None:
+        raise QuagmireError(f"config error in {source}: {message}")
+
+    data, real = config["data"], config["eval"]["benchmarks"]
+    world = config["world"]["benchmarks"] if data["source"] == "world" else {}
     if not world and not real:
-        raise QuagmireError(f"config error in {source}: no benchmark to evaluate on (world.benchmarks and "
-                            "eval.benchmarks are both empty)")
+        fail("no benchmark to evaluate on (world.benchmarks and eval.benchmarks are both empty)")
     clash = sorted(set(world) & set(real))
     if clash:
-        raise QuagmireError(f"config error in {source}: benchmark name(s) {clash} are in both world.benchmarks and "
-                            "eval.benchmarks; rename one (each name is one file under data/benchmarks/)")
+        fail(f"benchmark name(s) {clash} are in both world.benchmarks and eval.benchmarks; rename one (each name "
+             "is one file under data/benchmarks/)")
+    if data["source"] == "hub":
+        if "sft" not in data or not data["rl"]:
+            fail("data.source 'hub' needs data.sft (the SFT dataset) and at least one data.rl entry")
+        names = [entry["name"] for entry in data["rl"]]
+        if len(set(names)) != len(names):
+            fail(f"data.rl names must be unique (got {names}); each is one file under data/raw/")
+        return
     pool = config["world"]["pools"]["sft"]["size"]
     for name, recipe in config["sft"]["recipes"].items():
         if recipe["n"] > pool:
-            raise QuagmireError(
-                f"config error in {source}: sft.recipes.{name}.n = {recipe['n']} is larger than the SFT pool "
-                f"(world.pools.sft.size = {pool})"
-            )
+            fail(f"sft.recipes.{name}.n = {recipe['n']} is larger than the SFT pool (world.pools.sft.size = {pool})")
 
 
 def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:

@@ -1,0 +1,96 @@
+# Paper-scale data (data.source: hub): training sets read from pinned hub revisions or local files, filtered with a
+# row-level audit, then the held-out split. Same downstream files as the embedded world: data/{sft,heldout,rl}.parquet.
+
+
+rule source:
+    """One training dataset in the shared schema, with its manifest (origin and revision or sha256, rows dropped)."""
+    input:
+        source_input,
+    output:
+        data=f"{R}/data/raw/{{kind}}-{{name}}.parquet",
+        manifest=f"{R}/data/raw/{{kind}}-{{name}}.parquet.manifest.json",
+    wildcard_constraints:
+        kind="sft|rl",
+    params:
+        settings=source_settings,
+        where=lambda w: "data.sft" if w.kind == "sft" else f"data.rl[{RL_SOURCES.index(w.name)}]",
+    log:
+        f"{LOGS}/data/source-{{kind}}-{{name}}.log",
+    conda:
+        "../envs/train.yaml"
+    resources:
+        **job_resources("data"),
+    shell:
+        "quagmire source --kind {wildcards.kind} --settings {params.settings:q} --where {params.where:q} "
+        "--out {output.data} > {log} 2>&1"
+
+
+rule filter_sft:
+    """Dedup, gold parses, decontamination against every benchmark, response length; audited row by row."""
+    input:
+        raw=f"{R}/data/raw/sft-{SFT_SOURCE}.parquet",
+        benchmarks=expand("{R}/data/benchmarks/{benchmark}.parquet", R=R, benchmark=BENCHMARKS),
+        tokenizer=f"{R}/models/tokenizer",
+    output:
+        data=f"{R}/data/clean/sft.parquet",
+        audit=f"{R}/data/clean/sft.audit.parquet",
+        manifest=f"{R}/data/clean/sft.manifest.json",
+    params:
+        settings=as_json(config["data"]["filters"]),
+        benchmarks=lambda w, input: " ".join(f"{b}={p}" for b, p in zip(BENCHMARKS, input.benchmarks)),
+    log:
+        f"{LOGS}/data/filter-sft.log",
+    conda:
+        "../envs/grade.yaml"
+    resources:
+        **job_resources("data"),
+    shell:
+        "quagmire filter --raw {input.raw} --benchmarks {params.benchmarks} --tokenizer {input.tokenizer} "
+        "--settings {params.settings:q} --out {output.data} --audit {output.audit} --manifest {output.manifest} "
+        "> {log} 2>&1"
+
+
+rule split_heldout:
+    """The held-out split for generalization loss, disjoint (by id and normalized prompt) from the SFT pool."""
+    input:
+        f"{R}/data/clean/sft.parquet",
+    output:
+        pool=f"{R}/data/sft.parquet",
+        heldout=f"{R}/data/heldout.parquet",
+    params:
+        size=config["data"]["heldout_size"],
+        seed=config["seed"],
+    log:
+        f"{LOGS}/data/split.log",
+    conda:
+        "../envs/train.yaml"
+    resources:
+        **job_resources("data"),
+    shell:
+        "quagmire split --data {input} --size {params.size} --seed {params.seed} --pool-out {output.pool} "
+        "--heldout-out {output.heldout} > {log} 2>&1"
+
+
+rule filter_rl:
+    """The RL prompt sets, concatenated, deduplicated, gold-checked and decontaminated; audited row by row."""
+    input:
+        raw=expand("{R}/data/raw/rl-{name}.parquet", R=R, name=RL_SOURCES),
+        benchmarks=expand("{R}/data/benchmarks/{benchmark}.parquet", R=R, benchmark=BENCHMARKS),
+        tokenizer=f"{R}/models/tokenizer",
+    output:
+        data=f"{R}/data/rl.parquet",
+        audit=f"{R}/data/clean/rl.audit.parquet",
+        manifest=f"{R}/data/clean/rl.manifest.json",
+    params:
+        settings=as_json(config["data"]["filters"]),
+        benchmarks=lambda w, input: " ".join(f"{b}={p}" for b, p in zip(BENCHMARKS, input.benchmarks)),
+    log:
+        f"{LOGS}/data/filter-rl.log",
+    conda:
+        "../envs/grade.yaml"
+    resources:
+        **job_resources("data"),
+    shell:
+        "quagmire filter --raw {input.raw} --benchmarks {params.benchmarks} --tokenizer {input.tokenizer} "
+        "--settings {params.settings:q} --out {output.data} --audit {output.audit} --manifest {output.manifest} "
+        "> {log} 2>&1"

@@ -1,0 +1,539 @@
+"""Training data sources: the paper's SFT sets and RL prompt sets, read from the hub or a local file, one schema.
+
+Every source becomes the same frame, whatever its field names:
+`problem_id, prompt, response, answer, source, source_row` (+ the spec's `keep_fields`).
+
+- `response` is the assistant's worked answer for an SFT set; for an RL set it is the empty string
+  `RL_RESPONSE` (not None), so the column stays a text column in Parquet and `prompt + response` is the
+  prompt alone wherever a step keys on both (dedup).
+- `answer` is the gold used by grading: the field itself, or the last `\\boxed{}` of a worked solution
+  (SFT outputs, MATH solutions).
+- `problem_id` is `<source name>-<source_row zero-padded to 8 digits>`: none of these sets carries a row id,
+  and the row position within a pinned revision (or a file) is stable, unique, and sorts in source order.
+- `source` names where the rows came from (`hub_id@revision`, or the local file's name), as in benchmarks.
+- `source_row` is the 0-based position in the split or file, counting rows later dropped, so ids never shift.
+
+Why one module owns this: the sets store the problem differently (a chat-message list for Llama-Nemotron, plain
+text elsewhere) and the gold differently (a boxed answer inside a long response, or its own field). A row that
+cannot give a prompt, a response (SFT) and a gold is dropped and counted by reason, never guessed and never a
+crash; a source with nothing usable is an error naming those reasons.
+
+Hub revisions: every spec below has the placeholder revision `UNPINNED`; the config must pin each dataset to
+a commit (40 hex digits) before it is loaded from the hub, and loading refuses an unpinned one (a moving
+`main` would change the training data under a finished study). Field names follow the public copies; a config
+may override any of them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import numbers
+import os
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from quagmire.benchmarks import ANSWER_BOXED, ANSWER_TEXT, UNPINNED
+from quagmire.errors import QuagmireError
+from quagmire.grade import extract_boxed
+from quagmire.io import write_json, write_parquet
+from quagmire.provenance import require_pinned, sha256_file
+
+SCHEMA = ("problem_id", "prompt", "response", "answer", "source", "source_row")
+ROW_ID_WIDTH = 8  # digits of the row number in a problem_id: sorts in source order up to 100M rows
+RL_RESPONSE = ""  # the response of every row of an RL prompt set
+
+KIND_SFT = "sft"  # prompt + response + gold: supervised fine-tuning data
+KIND_RL = "rl"  # prompt + gold: RL prompts (the policy writes the response)
+KINDS = (KIND_SFT, KIND_RL)
+
+PROMPT_TEXT = "text"  # the prompt field is the problem text
+PROMPT_MESSAGES = "messages"  # a chat list [{"role": ..., "content": ...}]; the single user turn is the prompt
+PROMPT_FORMATS = (PROMPT_TEXT, PROMPT_MESSAGES)
+ANSWER_KINDS = (ANSWER_TEXT, ANSWER_BOXED)
+_IGNORED_ROLES = frozenset({"system"})  # a system turn (e.g. "detailed thinking on") is not part of the problem
+
+_HUB_BATCH = 1024  # rows per Arrow batch when reading a hub split
+_PARQUET_BATCH = 4096  # rows per Arrow batch when reading a local Parquet file
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """Where one training set comes from (hub dataset at a pinned revision, or a local file) and its fields.
+
+    `response_field` is required for an SFT set and ignored for an RL set. `answer_kind` "boxed" reads the gold
+    from the last `\\boxed{}` of `answer_field`. Rows whose `select_field` is not one of `select_values` are out
+    of scope (e.g. AceReason's code rows) and counted as `<field>_not_selected`. `max_rows` reads only the
+    first rows of the split (streamed from the hub), for sets far larger than a study needs.
+    """
+
+    name: str
+    kind: str
+    hub_id: str | None = None
+    revision: str = UNPINNED
+    config: str | None = None
+    split: str = "train"
+    prompt_field: str = "problem"
+    prompt_format: str = PROMPT_TEXT
+    response_field: str | None = None
+    answer_field: str = "answer"
+    answer_kind: str = ANSWER_TEXT
+    select_field: str | None = None
+    select_values: tuple[str, ...] = ()
+    keep_fields: tuple[str, ...] = ()
+    path: str | None = None
+    max_rows: int | None = None
+
+    def __post_init__(self) -> None:
+        where = f"source {self.name}"
+        if self.kind not in KINDS:
+            raise QuagmireError(f"{where}: kind must be one of {', '.join(KINDS)} (got {self.kind!r})")
+        if self.prompt_format not in PROMPT_FORMATS:
+            raise QuagmireError(
+                f"{where}: prompt_format must be one of {', '.join(PROMPT_FORMATS)} (got {self.prompt_format!r})"
+            )
+        if self.answer_kind not in ANSWER_KINDS:
+            raise QuagmireError(
+                f"{where}: answer_kind must be one of {', '.join(ANSWER_KINDS)} (got {self.answer_kind!r})"
+            )
+        if self.kind == KIND_SFT and not self.response_field:
+            raise QuagmireError(f"{where}: an SFT source needs response_field (the assistant's response)")
+        if self.hub_id is None and self.path is None:
+            raise QuagmireError(f"{where}: give either a hub dataset id or a local path")
+        if self.select_field and not self.select_values:
+            raise QuagmireError(f"{where}: select_field {self.select_field!r} needs at least one select_values entry")
+        if self.max_rows is not None and (
+            isinstance(self.max_rows, bool) or not isinstance(self.max_rows, int) or self.max_rows < 1
+        ):
+            raise QuagmireError(f"{where}: max_rows must be a positive integer or null (got {self.max_rows!r})")
+        clash = set(self.keep_fields) & set(SCHEMA)
+        if clash:
+            raise QuagmireError(f"{where}: keep_fields may not reuse column names {sorted(clash)}")
+
+
+SOURCES: dict[str, SourceSpec] = {
+    spec.name: spec
+    for spec in (
+        SourceSpec(  # Llama3-8B's SFT data: the math split of the SFT config (about 20M rows; set max_rows)
+            "nemotron_math",
+            kind=KIND_SFT,
+            hub_id="nvidia/Llama-Nemotron-Post-Training-Dataset",
+            config="SFT",
+            split="math",
+            prompt_field="input",
+            prompt_format=PROMPT_MESSAGES,
+            response_field="output",
+            answer_field="output",
+            answer_kind=ANSWER_BOXED,
+            keep_fields=("reasoning", "generator"),
+        ),
+        SourceSpec(  # Mistral-NeMo-12B's SFT data: the math rows of AceReason-1.1-SFT
+            "acereason_sft_math",
+            kind=KIND_SFT,
+            hub_id="nvidia/AceReason-1.1-SFT",
+            prompt_field="input",
+            response_field="output",
+            answer_field="output",
+            answer_kind=ANSWER_BOXED,
+            select_field="category",
+            select_values=("math",),
+        ),
+        SourceSpec(  # RL prompts: MATH train (7 subjects in one config); gold from the worked solution
+            "math_train",
+            kind=KIND_RL,
+            hub_id="DigitalLearningGmbH/MATH-lighteval",
+            prompt_field="problem",
+            answer_field="solution",
+            answer_kind=ANSWER_BOXED,
+            keep_fields=("level", "type"),
+        ),
+        SourceSpec(  # RL prompts: DeepScaleR-Preview (AIME/AMC/Omni-MATH/STILL problems with short answers)
+            "deepscaler",
+            kind=KIND_RL,
+            hub_id="agentica-org/DeepScaleR-Preview-Dataset",
+            prompt_field="problem",
+            answer_field="answer",
+            answer_kind=ANSWER_TEXT,
+        ),
+    )
+}
+
+
+def get_source(name: str, overrides: Mapping[str, Any] | None = None) -> SourceSpec:
+    """The registered spec for `name`, with config `overrides` (a pinned `revision`, a local `path`, field names)."""
+    if name not in SOURCES:
+        raise QuagmireError(f"unknown training source {name!r}; known: {', '.join(sorted(SOURCES))}")
+    spec = SOURCES[name]
+    if not overrides:
+        return spec
+    allowed = {f.name for f in dataclasses.fields(SourceSpec)} - {"name"}
+    unknown = sorted(set(overrides) - allowed)
+    if unknown:
+        raise QuagmireError(f"source {name}: unknown setting(s) {unknown}; allowed: {sorted(allowed)}")
+    values = dict(overrides)
+    for field in ("select_values", "keep_fields"):
+        if field in values:
+            values[field] = tuple(values[field])
+    return dataclasses.replace(spec, **values)
+
+
+def source_from_config(settings: Mapping[str, Any], kind: str, where: str) -> SourceSpec:
+    """The spec of one `data.sft` / `data.rl` entry: a registered `name` with overrides, or a source of its own.
+
+    `where` names the entry in errors (e.g. "data.rl[1]"). A registered source must be of the kind its place in
+    the config asks for: an RL prompt set listed as SFT data would train on empty responses.
+    """
+    values = dict(settings)
+    name = values.pop("name", None)
+    if not name:
+        raise QuagmireError(f"{where}: needs a name (one of {', '.join(sorted(SOURCES))}, or your own)")
+    if name in SOURCES:
+        spec = get_source(name, values)
+        if spec.kind != kind:
+            raise QuagmireError(f"{where}: source {name!r} is {spec.kind} data, listed here as {kind} data")
+        return spec
+    if "hub_id" not in values and "path" not in values:
+        raise QuagmireError(
+            f"{where}: {name!r} is not a registered source ({', '.join(sorted(SOURCES))}); give a hub_id or a "
+            "path with its field mapping"
+        )
+    for field in ("select_values", "keep_fields"):
+        if field in values:
+            values[field] = tuple(values[field])
+    return SourceSpec(name=name, kind=kind, **values)
+
+
+# --------------------------------------------------------------------------- reading records
+
+# A reader yields one item per source row: the record, or the reason it could not be read as one.
+Record = dict[str, Any] | str
+
+
+def _read_jsonl(path: Path, limit: int | None) -> Iterator[Record]:
+    """Records of a JSONL file, line by line (a file may be far larger than memory allows as one frame).
+
+    Bytes are decoded per line, strictly: a line that is not UTF-8 or not a JSON object is one dropped row.
+    """
+    count = 0
+    with path.open("rb") as handle:
+        for raw in handle:
+            if limit is not None and count >= limit:
+                return
+            if not raw.strip():
+                continue
+            count += 1
+            try:
+                obj = json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError:
+                yield "invalid_utf8"
+                continue
+            except json.JSONDecodeError:
+                yield "invalid_json"
+                continue
+            yield obj if isinstance(obj, dict) else "not_an_object"
+
+
+def _read_parquet(path: Path, limit: int | None) -> Iterator[Record]:
+    """Records of a Parquet file, batch by batch; nested columns (chat lists) come back as Python lists."""
+    import pyarrow.parquet as pq
+
+    count = 0
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=_PARQUET_BATCH):
+        for row in batch.to_pylist():
+            if limit is not None and count >= limit:
+                return
+            count += 1
+            yield row
+
+
+def _local_records(path: Path, spec: SourceSpec) -> Iterator[Record]:
+    """Records of a local JSONL or Parquet file; a missing or unreadable file is an error naming it."""
+    if not path.is_file():
+        raise QuagmireError(f"source {spec.name}: file not found: {path}")
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        reader = _read_parquet(path, spec.max_rows)
+    elif suffix == ".jsonl":
+        reader = _read_jsonl(path, spec.max_rows)
+    else:
+        raise QuagmireError(f"source {spec.name}: expected a .jsonl or .parquet file (got {path})")
+    try:
+        yield from reader
+    except OSError as error:
+        raise QuagmireError(f"source {spec.name}: cannot read {path}: {error}") from error
+
+
+def _require_pinned(spec: SourceSpec) -> None:
+    """Refuse a hub load whose revision is not a commit: a branch like `main` moves under a finished study."""
+    require_pinned(spec.revision, f"source {spec.name}: hub dataset {spec.hub_id} (or give a local path)")
+
+
+def _hub_records(spec: SourceSpec) -> Iterator[Record]:
+    """Records of the spec's hub split at its pinned revision; streamed when only `max_rows` rows are wanted."""
+    _require_pinned(spec)
+    import datasets
+
+    origin = f"{spec.hub_id}@{spec.revision}"
+    try:
+        if spec.max_rows is None:
+            dataset = datasets.load_dataset(spec.hub_id, name=spec.config, split=spec.split, revision=spec.revision)
+        else:
+            dataset = datasets.load_dataset(
+                spec.hub_id, name=spec.config, split=spec.split, revision=spec.revision, streaming=True
+            ).take(spec.max_rows)
+        for batch in dataset.iter(batch_size=_HUB_BATCH):  # a stream can fail midway, hence inside the try
+            columns = list(batch)
+            n_rows = len(batch[columns[0]]) if columns else 0
+            for i in range(n_rows):
+                yield {column: batch[column][i] for column in columns}
+    except Exception as error:  # the hub raises many types; the user needs the one line
+        raise QuagmireError(f"source {spec.name}: cannot load {origin} split {spec.split}: {error}") from error
+
+
+# --------------------------------------------------------------------------- field normalization
+
+
+def _is_missing(value: Any) -> bool:
+    """None or a NaN float (pandas and Arrow fill absent keys with either)."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def clean_text(value: Any) -> tuple[str | None, str]:
+    """(stripped text, "") or (None, why): "missing", "not_text", "invalid_text" or "empty".
+
+    Invalid text is what would break a later stage rather than this one: bytes that are not UTF-8, lone
+    surrogates (they cannot be written to Parquet or tokenized) and NUL characters.
+    """
+    if _is_missing(value):
+        return None, "missing"
+    if isinstance(value, bytes):
+        try:
+            value = value.decode("utf-8")
+        except UnicodeDecodeError:
+            return None, "invalid_text"
+    if not isinstance(value, str):
+        return None, "not_text"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return None, "invalid_text"
+    if "\x00" in value:
+        return None, "invalid_text"
+    text = value.strip()
+    return (text, "") if text else (None, "empty")
+
+
+def _as_list(value: Any) -> list[Any] | None:
+    """A list-like cell (list, tuple, numpy array from pandas) as a list; None for anything else."""
+    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
+        value = value.tolist()
+    return list(value) if isinstance(value, (list, tuple)) else None
+
+
+def _user_turn(value: Any) -> tuple[Any, str]:
+    """(content of the single user message, "") or (None, why) for a chat-message list.
+
+    System turns are skipped; anything else (an assistant turn, two user turns, a malformed message) makes the
+    row not a single-turn problem, which the study cannot use as a prompt.
+    """
+    if _is_missing(value):
+        return None, "missing"
+    messages = _as_list(value)
+    if messages is None:
+        return None, "not_messages"
+    contents = []
+    for message in messages:
+        if not isinstance(message, Mapping) or not isinstance(message.get("role"), str):
+            return None, "not_messages"
+        if message["role"] in _IGNORED_ROLES:
+            continue
+        if message["role"] != "user":
+            return None, "not_single_turn"
+        contents.append(message.get("content"))
+    if len(contents) != 1:
+        return None, "not_single_turn"
+    return contents[0], ""
+
+
+def _prompt(row: Mapping[str, Any], spec: SourceSpec) -> tuple[str | None, str]:
+    """(prompt, "") or (None, "prompt_<why>")."""
+    value = row.get(spec.prompt_field)
+    if spec.prompt_format == PROMPT_MESSAGES:
+        value, why = _user_turn(value)
+        if why:
+            return None, f"prompt_{why}"
+    text, why = clean_text(value)
+    return (text, "") if text is not None else (None, f"prompt_{why}")
+
+
+def _response(row: Mapping[str, Any], spec: SourceSpec) -> tuple[str | None, str]:
+    """(response, "") or (None, "response_<why>"); an RL set's response is always `RL_RESPONSE`."""
+    if spec.kind == KIND_RL:
+        return RL_RESPONSE, ""
+    text, why = clean_text(row.get(spec.response_field))  # type: ignore[arg-type]  # set for SFT by __post_init__
+    return (text, "") if text is not None else (None, f"response_{why}")
+
+
+def _number_text(value: Any) -> str | None:
+    """An int-like or finite float gold as text (27.0 -> "27"); None for bools and non-finite numbers."""
+    if isinstance(value, bool) or type(value).__name__ == "bool_":
+        return None
+    if isinstance(value, numbers.Integral):
+        return str(int(value))
+    if isinstance(value, numbers.Real) and math.isfinite(float(value)):
+        number = float(value)
+        return str(int(number)) if number.is_integer() else repr(number)
+    return None
+
+
+def _answer(row: Mapping[str, Any], spec: SourceSpec) -> tuple[str | None, str]:
+    """(gold answer, "") or (None, "answer_<why>"): the field as text, or the last boxed answer in it."""
+    value = row.get(spec.answer_field)
+    if spec.answer_kind == ANSWER_TEXT and not isinstance(value, (str, bytes)) and not _is_missing(value):
+        number = _number_text(value)
+        return (number, "") if number is not None else (None, "answer_not_text")
+    text, why = clean_text(value)
+    if text is None:
+        return None, f"answer_{why}"
+    if spec.answer_kind == ANSWER_BOXED:
+        boxed = extract_boxed(text)
+        if boxed is None:
+            return None, "answer_no_boxed"
+        if not boxed:
+            return None, "answer_empty"
+        return boxed, ""
+    return text, ""
+
+
+def _selected(row: Mapping[str, Any], spec: SourceSpec) -> str:
+    """The empty string if the row is in scope, else the reason "<select_field>_not_selected"."""
+    if not spec.select_field:
+        return ""
+    value = row.get(spec.select_field)
+    return "" if isinstance(value, str) and value.strip() in spec.select_values else f"{spec.select_field}_not_selected"
+
+
+def _kept_value(value: Any) -> Any:
+    """A carried-along field as a Parquet-safe scalar: text, number or bool; anything else becomes None."""
+    if isinstance(value, str):
+        return clean_text(value)[0] if value else value
+    if isinstance(value, (bool, numbers.Real)) and not _is_missing(value):
+        return value
+    return None
+
+
+def _row_texts(record: Mapping[str, Any], spec: SourceSpec) -> tuple[dict[str, str], str]:
+    """({prompt, response, answer}, "") or ({}, the first reason the row cannot be used)."""
+    reason = _selected(record, spec)
+    if reason:
+        return {}, reason
+    texts = {}
+    for column, read in (("prompt", _prompt), ("response", _response), ("answer", _answer)):
+        text, reason = read(record, spec)
+        if text is None:
+            return {}, reason
+        texts[column] = text
+    return texts, ""
+
+
+def normalize_records(records: Iterable[Record], spec: SourceSpec, origin: str) -> tuple[pd.DataFrame, Counter]:
+    """The normalized frame of `records` (one per source row, or a read-failure reason) and drops by reason.
+
+    The one normalization both the hub path and the local path go through.
+    """
+    dropped: Counter[str] = Counter()
+    fields_seen: set[str] = set()
+    rows = []
+    for index, record in enumerate(records):
+        if isinstance(record, str):
+            dropped[record] += 1
+            continue
+        fields_seen.update(record)
+        texts, reason = _row_texts(record, spec)
+        if reason:
+            dropped[reason] += 1
+            continue
+        out = {"problem_id": f"{spec.name}-{index:0{ROW_ID_WIDTH}d}", **texts, "source": origin, "source_row": index}
+        for field in spec.keep_fields:
+            out[field] = _kept_value(record.get(field))
+        rows.append(out)
+    frame = pd.DataFrame(rows, columns=[*SCHEMA, *spec.keep_fields])
+    if frame.empty:
+        n_read = sum(dropped.values())
+        detail = ", ".join(f"{k}: {v}" for k, v in sorted(dropped.items())) or "the source is empty"
+        needed = [f for f in (spec.prompt_field, spec.response_field, spec.answer_field, spec.select_field) if f]
+        absent = sorted({f for f in needed if f not in fields_seen}) if fields_seen else []
+        hint = ""
+        if absent:
+            hint = f"; field(s) {absent} appear in no row (fields seen: {sorted(fields_seen)}): set them in the config"
+        raise QuagmireError(f"source {spec.name}: no usable rows in {origin} (read {n_read}; {detail}){hint}")
+    frame["source_row"] = frame["source_row"].astype("int64")
+    return frame, dropped
+
+
+# --------------------------------------------------------------------------- loading and writing
+
+
+def _origin_record(spec: SourceSpec, path: Path | None) -> dict[str, Any]:
+    """Where the rows came from, exactly enough to fetch the same bytes again."""
+    if path is not None:
+        return {"kind": "local", "path": str(path), "bytes": path.stat().st_size, "sha256": sha256_file(path)}
+    return {
+        "kind": "hub",
+        "dataset": spec.hub_id,
+        "config": spec.config,
+        "revision": spec.revision,
+        "split": spec.split,
+    }
+
+
+def load_source(
+    spec_or_name: SourceSpec | str, path: str | os.PathLike[str] | None = None
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The normalized frame of one training source and its manifest (origin, fields, rows read/kept/dropped).
+
+    `path` (or the spec's own `path`) reads a local JSONL/Parquet file; otherwise the pinned hub split.
+    """
+    spec = get_source(spec_or_name) if isinstance(spec_or_name, str) else spec_or_name
+    local = Path(path) if path is not None else Path(spec.path) if spec.path else None
+    if local is not None:
+        records = _local_records(local, spec)
+        origin = local.name
+    else:
+        _require_pinned(spec)  # before any import or network: the cheapest, clearest failure
+        records = _hub_records(spec)
+        origin = f"{spec.hub_id}@{spec.revision}"
+    frame, dropped = normalize_records(records, spec, origin)
+    manifest = {
+        "name": spec.name,
+        "kind": spec.kind,
+        "source": _origin_record(spec, local),
+        "fields": {
+            "prompt": spec.prompt_field,
+            "prompt_format": spec.prompt_format,
+            "response": spec.response_field if spec.kind == KIND_SFT else None,
+            "answer": spec.answer_field,
+            "answer_kind": spec.answer_kind,
+            "select": {spec.select_field: list(spec.select_values)} if spec.select_field else None,
+            "keep": list(spec.keep_fields),
+        },
+        "max_rows": spec.max_rows,
+        "rows": {
+            "read": len(frame) + sum(dropped.values()),
+            "kept": len(frame),
+            "dropped": dict(sorted(dropped.items())),
+        },
+    }
+    return frame, manifest
+
+
+def write_source(frame: pd.DataFrame, manifest: Mapping[str, Any], out_parquet: str | os.PathLike[str]) -> None:
+    """Write the frame (manifest stored in its Parquet metadata) and `<out>.manifest.json`, each atomically."""
+    write_parquet(out_parquet, frame, metadata=dict(manifest))
+    write_json(f"{os.fspath(out_parquet)}.manifest.json", dict(manifest))
