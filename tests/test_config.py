@@ -317,3 +317,16 @@ def test_real_benchmarks_are_validated_and_may_not_reuse_a_world_name(schema):
     clash = {"study": "t", "world": {"benchmarks": {"gsm8k": {"size": 4}}}, "eval": {"benchmarks": {"gsm8k": {}}}}
     assert "['gsm8k'] are in both world.benchmarks and eval.benchmarks" in _error(clash)
     assert "no benchmark to evaluate on" in _error({"study": "t", "world": {"benchmarks": {}}})
+
+
+def test_unpinned_hub_inputs_are_listed_by_their_config_entry(schema):
+    from quagmire.config import unpinned_hub_inputs
+
+    config = validate_config({
+        "study": "t",
+        "base_model": {"source": "hub", "hub_id": "org/m", "revision": "a" * 40},
+        "data": {"source": "hub", "sft": {"name": "nemotron_math", "revision": "main"},
+                 "rl": [{"name": "math_train", "path": "m.jsonl"}, {"name": "deepscaler"}]},
+        "eval": {"benchmarks": {"aime25": {}, "math500": {"path": "x.jsonl"}}},
+    }, schema)
+    assert unpinned_hub_inputs(config) == ["data.sft", "data.rl[1]", "eval.benchmarks.aime25"]

@@ -46,10 +46,13 @@ def _pairs(items: Sequence[str], what: str) -> list[tuple[str, str]]:
 
 
 def cmd_check_config(args: argparse.Namespace) -> None:
-    from quagmire.config import load_config
+    from quagmire.config import load_config, unpinned_hub_inputs
 
     config = load_config(args.config)
     print(f"{args.config}: valid ({len(config['sft']['recipes'])} SFT recipes, study '{config['study']}')")
+    unpinned = unpinned_hub_inputs(config)
+    if unpinned:
+        print(f"not yet runnable: pin a hub revision (40-hex commit) or give a local path for {', '.join(unpinned)}")
 
 
 def cmd_world(args: argparse.Namespace) -> None:

@@ -134,6 +134,23 @@ def _check_semantics(config: Mapping[str, Any], source: str) -> None:
             fail(f"sft.recipes.{name}.n = {recipe['n']} is larger than the SFT pool (world.pools.sft.size = {pool})")
 
 
+def unpinned_hub_inputs(config: Mapping[str, Any]) -> list[str]:
+    """Config entries that would be read from the hub without a pinned commit (their jobs would refuse to run).
+
+    A dry run does not read them, so this is how a user finds every `revision:` still to fill in at once.
+    """
+    from quagmire.provenance import is_commit
+
+    entries: list[tuple[str, Mapping[str, Any]]] = []
+    if config["base_model"]["source"] == "hub":
+        entries.append(("base_model", config["base_model"]))
+    if config["data"]["source"] == "hub":
+        entries.append(("data.sft", config["data"].get("sft", {})))
+        entries += [(f"data.rl[{i}]", entry) for i, entry in enumerate(config["data"]["rl"])]
+    entries += [(f"eval.benchmarks.{name}", entry) for name, entry in config["eval"]["benchmarks"].items()]
+    return [where for where, entry in entries if "path" not in entry and not is_commit(entry.get("revision"))]
+
+
 def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Read a YAML study config, apply `overrides` (a nested dict), validate, fill defaults."""
     path = Path(path)

@@ -92,12 +92,17 @@ def fingerprint(settings: Mapping[str, Any], files: Iterable[str | os.PathLike[s
     return digest.hexdigest()[:16]
 
 
+def is_commit(revision: str | None) -> bool:
+    """True for a full commit hash (40 hex digits), the only revision that cannot move."""
+    return bool(revision) and _COMMIT.fullmatch(revision) is not None
+
+
 def require_pinned(revision: str | None, what: str) -> str:
     """`revision` if it is a commit (40 hex digits); else a clear error.
 
     Why: a branch like `main` moves, so a study read from it could change under finished results.
     """
-    if not revision or not _COMMIT.fullmatch(revision):
+    if not is_commit(revision):
         raise QuagmireError(
             f"{what}: a hub revision must be pinned to a commit (40 hex digits) in the config (got {revision!r})"
         )
