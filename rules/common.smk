@@ -88,6 +88,10 @@ def subset_file(wildcards):
     return f"{R}/data/subsets/{subset_name(recipe)}.parquet"
 
 
+SAMPLE_ENV = "../envs/vllm.yaml" if config["eval"]["backend"] == "vllm" else "../envs/sample.yaml"
+GRPO_ENV = "../envs/vllm.yaml" if config["rl"]["use_vllm"] else "../envs/train.yaml"
+
+
 def job_resources(family):
     """The scheduler request of a job family (data, train, rl, sample, grade, genloss, analysis) from the config."""
     return dict(config["resources"][family])

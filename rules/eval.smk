@@ -13,7 +13,7 @@ if SHARDS == 1:
         log:
             f"{LOGS}/eval/{{stage}}/{{run}}/{{benchmark}}.sample.log",
         conda:
-            "../envs/sample.yaml"
+            SAMPLE_ENV
         resources:
             **job_resources("sample"),
         shell:
@@ -38,7 +38,7 @@ else:
         log:
             f"{LOGS}/eval/{{stage}}/{{run}}/{{benchmark}}.{{shard}}-of-{SHARDS}.sample.log",
         conda:
-            "../envs/sample.yaml"
+            SAMPLE_ENV
         resources:
             **job_resources("sample"),
         shell:

@@ -7,13 +7,14 @@ rule grpo:
         directory(f"{R}/rl/{{run}}"),
     params:
         settings=as_json(config["rl"]),
+        sharding=config["sft"]["sharding"],
     threads: config["threads"]
     log:
         f"{LOGS}/rl/{{run}}.log",
     conda:
-        "../envs/train.yaml"
+        GRPO_ENV
     resources:
         **job_resources("rl"),
     shell:
         "quagmire grpo --model {input.model} --prompts {input.prompts} --settings {params.settings:q} "
-        "--out {output} --threads {threads} > {log} 2>&1"
+        "--out {output} --threads {threads} --gpus {resources.gpu} --sharding {params.sharding} > {log} 2>&1"

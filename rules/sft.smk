@@ -7,6 +7,7 @@ rule sft:
         directory(f"{R}/sft/{{recipe}}"),
     params:
         settings=sft_settings,
+        sharding=config["sft"]["sharding"],
     threads: config["threads"]
     log:
         f"{LOGS}/sft/{{recipe}}.log",
@@ -16,4 +17,4 @@ rule sft:
         **job_resources("train"),
     shell:
         "quagmire sft --base {input.base} --data {input.data} --settings {params.settings:q} "
-        "--out {output} --threads {threads} > {log} 2>&1"
+        "--out {output} --threads {threads} --gpus {resources.gpu} --sharding {params.sharding} > {log} 2>&1"

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 import quagmire.base_model as base_model
-from quagmire.base_model import check_snapshot, count_parameters, fetch_base
+from quagmire.base_model import check_snapshot, fetch_base
 from quagmire.errors import QuagmireError
 from quagmire.io import read_json
+from quagmire.launch import num_parameters
 from quagmire.provenance import sha256_file
 from quagmire.world.tokenizer import load_tokenizer
 
@@ -29,7 +30,7 @@ def test_a_local_snapshot_is_copied_checked_and_recorded(tiny_base: Path, tmp_pa
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32)
-    assert record["model"]["parameters"] == count_parameters(out) == sum(p.numel() for p in model.parameters())
+    assert record["model"]["parameters"] == num_parameters(out) == sum(p.numel() for p in model.parameters())
     assert load_tokenizer(tok).get_vocab() == load_tokenizer(tiny_base).get_vocab()
 
 

@@ -303,3 +303,18 @@ def test_paper_path_hub_model_and_hub_format_data_run_end_to_end(
     tidy = pd.read_csv(results / "tables" / "tidy.csv")
     assert set(tidy["benchmark"]) >= {"gsm8k", "macro", "heldout"}
     assert (results / "figures" / "predictor_scatter.png").stat().st_size > 1000
+
+
+PAPER_JOBS = {  # 10 SFT recipes, GRPO from each and from the base, 22 models x 7 benchmarks x 4 shards
+    "base_model": 1, "source": 3, "filter_sft": 1, "split_heldout": 1, "filter_rl": 1, "benchmark": 7, "subset": 5,
+    "sft": 10, "grpo": 11, "genloss": 10, "sample_shard": 616, "gather_samples": 154, "grade": 154, "score": 22,
+    "recipes_table": 1, "tidy_table": 1, "predictors": 1, "plot": 6, "all": 1,
+}
+
+
+@pytest.mark.parametrize("name", ["paper_llama3_nemotron", "paper_mistral_acereason", "paper_qwen3_base"])
+def test_paper_configs_plan_the_expected_jobs(name: str, tmp_path: Path) -> None:
+    """The README's job counts, as a dry run computes them (no download, no GPU)."""
+    jobs = planned_jobs(tmp_path, REPO / "config" / f"{name}.yaml")
+    assert dict(jobs) == PAPER_JOBS
+    assert sum(jobs.values()) == 1006

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
 
-from quagmire.genloss import DEFINITION, encode_example, held_out_loss
+from quagmire.genloss import (
+    DEFINITION,
+    TOKEN_CLASS_RULE,
+    TOKEN_CLASSES,
+    char_classes,
+    encode_example,
+    held_out_loss,
+    token_classes,
+)
 from quagmire.world.tokenizer import load_tokenizer
 
 
@@ -58,3 +67,91 @@ def test_truncation_applies_the_same_max_length(tiny_base: Path, heldout: Path) 
     short = held_out_loss(tiny_base, heldout, max_length=12)
     assert short["n_tokens"] < full["n_tokens"]
     assert short["max_length"] == 12
+
+
+# --- the same tokens SFT trains on ------------------------------------------------------------------------------
+
+CHAT_TEMPLATE = (
+    "{% for m in messages %}{% if m['role'] == 'user' %}{{ '<bos>User: ' + m['content'] + ' ' }}"
+    "{% else %}{{ 'Assistant: ' + m['content'] + '<eos>' }}{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}{{ 'Assistant: ' }}{% endif %}"
+)
+
+
+@pytest.fixture(scope="module")
+def chat_base(tiny_base: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny base model with a chat template, as a hub instruct model would have."""
+    out = tmp_path_factory.mktemp("chat") / "base"
+    shutil.copytree(tiny_base, out)
+    tokenizer = load_tokenizer(out)
+    tokenizer.chat_template = CHAT_TEMPLATE
+    tokenizer.save_pretrained(out)
+    return out
+
+
+@pytest.mark.parametrize("chat", [False, True], ids=["plain", "chat-template"])
+def test_loss_counts_exactly_the_tokens_sft_trains_on(
+    chat: bool, tiny_base: Path, chat_base: Path, heldout: Path, tmp_path: Path
+) -> None:
+    from transformers import AutoModelForCausalLM
+    from trl import SFTConfig, SFTTrainer
+
+    from quagmire.sft import prompt_completion_dataset
+
+    model_dir = chat_base if chat else tiny_base
+    tokenizer = load_tokenizer(model_dir)
+    trainer = SFTTrainer(
+        model=AutoModelForCausalLM.from_pretrained(model_dir),
+        args=SFTConfig(output_dir=str(tmp_path), max_length=40, completion_only_loss=True, report_to=[], use_cpu=True),
+        train_dataset=prompt_completion_dataset(pd.read_parquet(heldout), tokenizer),
+        processing_class=tokenizer,
+    )
+    trained_on = sum(sum(label != -100 for label in row["labels"]) for row in trainer.train_dataset)
+    result = held_out_loss(model_dir, heldout, max_length=40)
+    assert result["n_tokens"] == trained_on
+    assert result["chat_template"] is chat
+
+
+# --- decomposition by token class -------------------------------------------------------------------------------
+
+
+def test_decomposition_splits_the_whole_loss(tiny_base: Path, heldout: Path) -> None:
+    result = held_out_loss(tiny_base, heldout)
+    parts = result["decomposition"]
+    assert set(parts) == set(TOKEN_CLASSES)
+    assert sum(p["n_tokens"] for p in parts.values()) == result["n_tokens"]
+    assert sum(p["share_of_loss"] for p in parts.values()) == pytest.approx(1.0, abs=1e-12)
+    assert sum(p["share_of_tokens"] for p in parts.values()) == pytest.approx(1.0, abs=1e-12)
+    total_nll = sum(p["nll_sum"] for p in parts.values())
+    assert total_nll / result["n_tokens"] == pytest.approx(result["genloss"], rel=1e-9)
+    for part in parts.values():
+        if part["n_tokens"]:
+            assert part["mean_nll"] == pytest.approx(part["nll_sum"] / part["n_tokens"])
+    assert parts["math"]["n_tokens"] > parts["word"]["n_tokens"], "the embedded world's solutions are mostly math"
+    assert parts["other"]["n_tokens"] >= result["n_examples"], "every response ends with EOS (other)"
+    assert result["decomposition_rule"] == TOKEN_CLASS_RULE
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("12+30=42", "mmmmmmmm"),
+        ("The sum is", "wwwowwwoww"),
+        ("\\boxed{42}.", "mmmmmmmmmmo"),
+        ("so 2x+1", "wwommmm"),
+        ("a b", "wow"),
+        ("3.5, then", "mmmoowwww"),
+        ("f(x)=x^2", "mmmmmmmm"),
+    ],
+)
+def test_characters_are_classified_as_math_word_or_other(text: str, expected: str) -> None:
+    short = {"math": "m", "word": "w", "other": "o"}
+    assert "".join(short[c] for c in char_classes(text)) == expected
+
+
+def test_tokens_take_the_class_of_most_of_their_characters() -> None:
+    # A LaTeX command split over tokens stays math; special tokens (None) and spaces are other.
+    pieces = ["The", " answer", " is", " \\", "box", "ed", "{", "4", "2", "}", ".", None, " "]
+    short = {"math": "m", "word": "w", "other": "o"}
+    assert "".join(short[c] for c in token_classes(pieces)) == "wwwmmmmmmmooo"
+    assert "".join(short[c] for c in token_classes([" x", "^2", " times", " 3"])) == "mmwm"

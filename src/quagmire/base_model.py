@@ -19,6 +19,7 @@ from typing import Any
 
 from quagmire.errors import QuagmireError
 from quagmire.io import atomic_dir, write_json
+from quagmire.launch import num_parameters
 from quagmire.provenance import lineage, require_pinned, sha256_file
 
 log = logging.getLogger(__name__)
@@ -48,22 +49,6 @@ def _download(hub_id: str, revision: str, dest: Path) -> None:
     snapshot_download(repo_id=hub_id, revision=revision, local_dir=dest, allow_patterns=list(SNAPSHOT_PATTERNS))
 
 
-def count_parameters(folder: Path) -> int:
-    """Parameters of the safetensors weights in `folder`, read from the file headers (no weights loaded)."""
-    from safetensors import safe_open
-
-    total = 0
-    for shard in sorted(folder.glob("*.safetensors")):
-        with safe_open(str(shard), framework="pt") as handle:
-            for key in handle.keys():  # noqa: SIM118 - safe_open has no __iter__
-                shape = handle.get_slice(key).get_shape()
-                count = 1
-                for dim in shape:
-                    count *= dim
-                total += count
-    return total
-
-
 def check_snapshot(folder: Path, what: str) -> dict[str, Any]:
     """Fail clearly unless `folder` holds a causal-LM config, safetensors weights and a fast tokenizer."""
     from transformers import AutoConfig
@@ -81,7 +66,7 @@ def check_snapshot(folder: Path, what: str) -> dict[str, Any]:
     return {
         "architectures": list(getattr(config, "architectures", None) or []),
         "model_type": config.model_type,
-        "parameters": count_parameters(folder),
+        "parameters": num_parameters(folder),
         "vocab_size": len(tokenizer),
         "chat_template": bool(getattr(tokenizer, "chat_template", None)),
     }

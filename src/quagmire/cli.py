@@ -158,8 +158,10 @@ def cmd_base_model(args: argparse.Namespace) -> None:
 
 
 def cmd_sft(args: argparse.Namespace) -> None:
+    from quagmire.launch import relaunch
     from quagmire.sft import train_sft
 
+    relaunch(args.argv, Path(args.base), args.gpus, args.sharding)
     train_sft(
         Path(args.base), Path(args.data), Path(args.out), _settings(args.settings), threads=args.threads
     )
@@ -167,7 +169,9 @@ def cmd_sft(args: argparse.Namespace) -> None:
 
 def cmd_grpo(args: argparse.Namespace) -> None:
     from quagmire.grpo import train_grpo
+    from quagmire.launch import relaunch
 
+    relaunch(args.argv, Path(args.model), args.gpus, args.sharding)
     train_grpo(
         Path(args.model), Path(args.prompts), Path(args.out), _settings(args.settings), threads=args.threads
     )
@@ -331,6 +335,11 @@ def build_parser() -> argparse.ArgumentParser:
     def threads(p: argparse.ArgumentParser) -> None:
         p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
 
+    def gpus(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--gpus", type=int, default=0, help="GPUs of this job; >1 trains through accelerate launch")
+        p.add_argument("--sharding", choices=["fsdp", "zero3"], default="fsdp",
+                       help="how models of 3B+ parameters are sharded over several GPUs (default fsdp)")
+
     p = add(
         "check-config", cmd_check_config, "Validate a study config (unknown keys and wrong types are errors)."
     )
@@ -390,6 +399,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--settings", required=True, help="JSON: the recipe's resolved settings")
     p.add_argument("--out", required=True)
     threads(p)
+    gpus(p)
 
     p = add("grpo", cmd_grpo, "GRPO (TRL GRPOTrainer) with a math-verify correctness reward.")
     p.add_argument("--model", required=True)
@@ -397,6 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--settings", required=True, help="JSON: the rl config section")
     p.add_argument("--out", required=True)
     threads(p)
+    gpus(p)
 
     p = add("benchmark", cmd_benchmark, "Normalize one evaluation benchmark (local file or pinned hub dataset).")
     p.add_argument("--name", required=True, help="the study's name for it (a registry name unless 'registry' says)")
@@ -467,7 +478,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv  # a multi-GPU training command re-executes itself under accelerate with the same arguments
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -2,7 +2,15 @@
 
 The reward is binary (1 if `verify(parse(gold), parse(completion))`, gold first; 0 otherwise; None when the
 gold cannot be parsed, so the example gives no signal instead of a wrong one). Grading runs in worker processes
-with a hard timeout (`grade.GradingPool`), because a policy can emit expressions that hang sympy.
+with a hard timeout (`grade.GradingPool`), because a policy can emit expressions that hang sympy. An optional
+format reward (`format_reward` weight, off by default) adds `weight` x [exactly one `\\boxed{...}`, at the end].
+
+Prompts are chat-formatted (a user turn) when the model has a chat template, plain strings otherwise. Generation
+is Hugging Face `generate`, or vLLM colocated on the training GPU when `use_vllm` is set and a GPU is present.
+
+Why the prompt order is fixed up front (`rl_schedule`): TRL's sampler reshuffles with a generator that carries
+over from epoch to epoch, so a run resumed in its second epoch would see another order than an uninterrupted
+one. Here every epoch's order is a pure function of (seed, epoch), and the trainer reads the schedule in order.
 
 Why the resolved GRPO config is written out: TRL's GRPO defaults (loss type, reward scaling, KL beta) have
 changed between releases; the run must say which ones it used.
@@ -10,45 +18,164 @@ changed between releases; the run must say which ones it used.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
+import re
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from quagmire.errors import QuagmireError
 from quagmire.grade import GradingPool, make_correctness_reward
-from quagmire.io import atomic_dir
 from quagmire.provenance import lineage
-from quagmire.training import TRAINER_SCRATCH, fixed_trainer_args, load_for_training, save_checkpoint
+from quagmire.training import (
+    TRAINER_SCRATCH,
+    aligned_logging_steps,
+    checkpoint_step,
+    fixed_trainer_args,
+    has_chat_template,
+    load_for_training,
+    per_device_batch,
+    publish_checkpoint,
+    resume_point,
+    run_fingerprint,
+    scratch_dir,
+    training_callbacks,
+)
 
 log = logging.getLogger(__name__)
 
+LOGGING_STEPS = 5  # lowered to divide save_steps (see training.aligned_logging_steps)
+DEFAULT_SAVE_STEPS = 20  # ~25 s of the embedded study's GRPO on a CPU; 10-20 min at paper scale
+DEFAULT_VLLM_GPU_MEMORY = 0.3  # share of the GPU vLLM may take when colocated with training
+FORMAT_TAIL_CHARS = 16  # at most this much may follow the closing brace of the boxed answer ...
+_FORMAT_TAIL_OK = re.compile(r"[^A-Za-z0-9]*")  # ... and none of it letters or digits (e.g. "$", ".", "\\]")
+_BOXED = "\\boxed{"
 
-def prompt_dataset(frame: pd.DataFrame):  # -> datasets.Dataset
-    """GRPO's input: a prompt per row and the gold answer the reward function receives as a keyword."""
+
+def rl_schedule(frame: pd.DataFrame, steps: int, prompts_per_step: int, seed: int) -> pd.DataFrame:
+    """The prompts of the whole run in training order: epoch e is a permutation drawn with seed (seed, e),
+    epochs concatenated and cut at steps x prompts_per_step rows.
+
+    Each prompt appears once per epoch, as with TRL's sampler, but the order never depends on how far an earlier
+    process got, so a resumed run sees the same prompts at the same steps.
+    """
+    needed = steps * prompts_per_step
+    orders = []
+    epoch = 0
+    while sum(len(o) for o in orders) < needed:
+        orders.append(np.random.default_rng([seed, epoch]).permutation(len(frame)))
+        epoch += 1
+    index = np.concatenate(orders)[:needed]
+    return frame.iloc[index].reset_index(drop=True)
+
+
+def prompt_dataset(frame: pd.DataFrame, tokenizer: Any = None):  # -> datasets.Dataset
+    """GRPO's input: a prompt per row (a user turn when the model has a chat template) and the gold answer the
+    reward function receives as a keyword."""
     from datasets import Dataset
 
     missing = {"prompt", "answer"} - set(frame.columns)
     if missing:
         raise QuagmireError(f"RL prompts lack column(s) {sorted(missing)}")
-    return Dataset.from_dict({"prompt": list(frame["prompt"]), "answer": [str(a) for a in frame["answer"]]})
+    prompts: list[Any] = [str(p) for p in frame["prompt"]]
+    if has_chat_template(tokenizer):
+        prompts = [[{"role": "user", "content": p}] for p in prompts]
+    return Dataset.from_dict({"prompt": prompts, "answer": [str(a) for a in frame["answer"]]})
+
+
+def has_one_final_boxed(text: str) -> bool:
+    """Format check: exactly one `\\boxed{...}`, its braces balanced, followed by at most FORMAT_TAIL_CHARS
+    characters that are neither letters nor digits (closing `$`, `\\]`, a full stop). `\\{`, `\\}` do not count."""
+    if text.count(_BOXED) != 1:
+        return False
+    i, depth = text.index(_BOXED) + len(_BOXED), 1
+    while i < len(text):
+        char = text[i]
+        if char == "\\":
+            i += 2
+            continue
+        depth += {"{": 1, "}": -1}.get(char, 0)
+        if depth == 0:
+            tail = text[i + 1 :].strip()
+            return len(tail) <= FORMAT_TAIL_CHARS and _FORMAT_TAIL_OK.fullmatch(tail) is not None
+        i += 1
+    return False
+
+
+def _text(completion: Any) -> str:
+    """A TRL completion as text: a plain string, or the content of the last (assistant) message."""
+    if isinstance(completion, list) and completion and isinstance(completion[-1], dict):
+        return str(completion[-1].get("content") or "")
+    return str(completion)
+
+
+def format_reward(prompts: Sequence[Any], completions: Sequence[Any], **kwargs: Any) -> list[float]:
+    """A TRL GRPO reward: 1.0 if the completion ends in exactly one boxed answer (`has_one_final_boxed`)."""
+    return [float(has_one_final_boxed(_text(c))) for c in completions]
+
+
+def format_weight(settings: Mapping[str, Any]) -> float:
+    """The format reward's weight (0 = off); correctness always weighs 1."""
+    weight = float(settings.get("format_reward", 0.0))
+    if weight < 0:
+        raise QuagmireError(f"rl.format_reward must be >= 0 (got {weight}); 0 turns the format reward off")
+    return weight
+
+
+def reward_functions(settings: Mapping[str, Any], pool: GradingPool) -> list[Any]:
+    """Correctness, plus the format reward when its weight is > 0 (weights: `reward_weights`)."""
+    correctness = make_correctness_reward(pool)
+    return [correctness, format_reward] if format_weight(settings) > 0 else [correctness]
+
+
+def reward_weights(settings: Mapping[str, Any]) -> list[float] | None:
+    """TRL's `reward_weights`, in the order of `reward_functions` (None: the one correctness reward)."""
+    weight = format_weight(settings)
+    return [1.0, weight] if weight > 0 else None
+
+
+def generation_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """vLLM colocated on the training GPU when asked for and a GPU is present; Hugging Face generate otherwise."""
+    import torch
+
+    if not settings.get("use_vllm", False):
+        return {"use_vllm": False}
+    if not torch.cuda.is_available():
+        log.warning("rl.use_vllm is set but no GPU is visible: generating with Hugging Face generate instead")
+        return {"use_vllm": False}
+    if importlib.util.find_spec("vllm") is None:
+        raise QuagmireError("rl.use_vllm is set but vllm is not installed: install it (envs/train.yaml) or unset it")
+    return {
+        "use_vllm": True,
+        "vllm_mode": "colocate",
+        "vllm_gpu_memory_utilization": float(settings.get("vllm_gpu_memory_utilization", DEFAULT_VLLM_GPU_MEMORY)),
+    }
 
 
 def grpo_config(settings: Mapping[str, Any], output_dir: Path):  # -> trl.GRPOConfig
-    """Map the `rl` config section onto TRL's GRPOConfig: one optimizer step per generation round."""
+    """Map the `rl` config section onto TRL's GRPOConfig: one optimizer step per generation round.
+
+    `prompts_per_step` is global (all GPUs together); the schedule already holds the order, so TRL's sampler
+    does not shuffle.
+    """
     from trl import GRPOConfig
 
     group = settings["group_size"]
+    save_steps = int(settings.get("save_steps", DEFAULT_SAVE_STEPS))
     return GRPOConfig(
         output_dir=str(output_dir),
         learning_rate=settings["lr"],
         lr_scheduler_type="constant",
         warmup_steps=0,
         max_steps=settings["steps"],
-        per_device_train_batch_size=settings["prompts_per_step"] * group,
+        per_device_train_batch_size=per_device_batch(
+            settings["prompts_per_step"] * group, "rl prompts_per_step x group_size"
+        ),
         gradient_accumulation_steps=1,
         steps_per_generation=1,
         num_iterations=1,
@@ -60,43 +187,69 @@ def grpo_config(settings: Mapping[str, Any], output_dir: Path):  # -> trl.GRPOCo
         beta=settings["beta"],
         loss_type=settings["loss_type"],
         scale_rewards=settings["scale_rewards"],
-        **fixed_trainer_args(settings["seed"], logging_steps=5),
+        shuffle_dataset=False,  # rl_schedule fixed the order
+        reward_weights=reward_weights(settings),
+        **generation_settings(settings),
+        **fixed_trainer_args(
+            settings["seed"],
+            logging_steps=aligned_logging_steps(LOGGING_STEPS, save_steps),
+            save_steps=save_steps,
+            save_total_limit=int(settings.get("save_total_limit", 2)),
+        ),
     )
 
 
 def train_grpo(
-    model_dir: Path, prompts: Path, out: Path, settings: Mapping[str, Any], threads: int = 1
+    model_dir: Path,
+    prompts: Path,
+    out: Path,
+    settings: Mapping[str, Any],
+    threads: int = 1,
+    callbacks: Sequence[Any] = (),
 ) -> dict[str, Any]:
-    """Run GRPO from the checkpoint in `model_dir` on the RL prompts in `prompts`; write `out`."""
+    """Run GRPO from the checkpoint in `model_dir` on the RL prompts in `prompts`; write `out`.
+
+    Resumes from `<out>.partial/` when an earlier attempt at the same run was killed. `callbacks` are extra
+    `transformers.TrainerCallback`s (monitoring, tests); they must not change what is computed.
+    """
     from trl import GRPOTrainer
 
     frame, tokenizer, model = load_for_training(model_dir, prompts, "RL prompts", threads)
-    with GradingPool(workers=1, timeout_s=settings["grading_timeout_s"]) as pool, atomic_dir(out) as tmp:
-        args = grpo_config(settings, tmp / TRAINER_SCRATCH)
+    prompt_dataset(frame.head(1))  # fail on missing columns before anything is written
+    schedule = rl_schedule(frame, settings["steps"], settings["prompts_per_step"], settings["seed"])
+    fingerprint = run_fingerprint("grpo", settings, [prompts], model_dir)
+    with GradingPool(workers=1, timeout_s=settings["grading_timeout_s"]) as pool:
+        args = grpo_config(settings, scratch_dir(out) / TRAINER_SCRATCH)
         trainer = GRPOTrainer(
             model=model,
-            reward_funcs=[make_correctness_reward(pool)],
+            reward_funcs=reward_functions(settings, pool),
             args=args,
-            train_dataset=prompt_dataset(frame),
+            train_dataset=prompt_dataset(schedule, tokenizer),
             processing_class=tokenizer,
+            callbacks=[*training_callbacks(), *callbacks],
         )
+        resume = resume_point(trainer, out, fingerprint)
         start = time.monotonic()
-        trainer.train()
+        trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
         seconds = time.monotonic() - start
         history = [r for r in trainer.state.log_history if "reward" in r]
         stats = {
             "global_steps": trainer.state.global_step,
             "seconds": round(seconds, 2),
+            "resumed_from_step": checkpoint_step(resume) if resume is not None else None,
             "first_reward": history[0]["reward"] if history else None,
             "last_reward": history[-1]["reward"] if history else None,
+            "chat_template": has_chat_template(tokenizer),
+            "use_vllm": bool(args.use_vllm),
             "history": history,
         }
         record = lineage("grpo", parent=model_dir, data=[prompts], settings=settings)
-        save_checkpoint(tmp, trainer, tokenizer, stats, record)
+        publish_checkpoint(out, trainer, tokenizer, stats, record)
     log.info(
-        "GRPO done: %d steps in %.1f s, reward %s -> %s",
+        "GRPO done: %d steps in %.1f s%s, reward %s -> %s",
         stats["global_steps"],
         seconds,
+        f" (resumed from step {stats['resumed_from_step']})" if resume is not None else "",
         stats["first_reward"],
         stats["last_reward"],
     )

@@ -1,23 +1,55 @@
-"""What SFT and GRPO runs share: device settings, the trainer arguments we always fix, and the checkpoint folder.
+"""What SFT and GRPO runs share: device settings, fixed trainer arguments, and resumable, atomic checkpoints.
 
 Why fixed arguments live here: both trainers must log, seed and save the same way, and TRL's defaults for these
 drift between versions; one place states them.
+
+Why training runs in a scratch folder `<out>.partial/`: a long job (hours at paper scale) must survive being
+killed (preemption, wall-clock limits), so the trainer saves a full checkpoint (weights, optimizer, scheduler,
+RNG states, trainer state) every `save_steps` steps into `<out>.partial/trainer/checkpoint-N/`, and a rerun
+resumes from the last *complete* one. The finished model is staged in `<out>.partial/final/` and only renamed onto
+`out` at the end, so a half-written folder never looks finished. `<out>.partial/fingerprint.json` records which
+inputs and settings the partial run belongs to; a rerun with different inputs discards it instead of resuming.
+
+Layout of the scratch folder::
+
+    <out>.partial/
+      fingerprint.json                  kind, settings, data sha256s, parent model identity, package versions
+      trainer/checkpoint-N/             written by the HF Trainer, non-atomically ...
+      trainer/checkpoint-N/quagmire_complete.json   ... so this marker, written last, says it is whole
+      final/                            the finished model, renamed onto `out`
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
+import math
+import os
+import re
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from transformers import TrainerCallback
 
 from quagmire.errors import QuagmireError
-from quagmire.io import write_json
+from quagmire.io import read_json, write_json
+from quagmire.provenance import package_versions, sha256_file
 from quagmire.world.tokenizer import load_tokenizer
 
-TRAINER_SCRATCH = "trainer"  # the trainer's own output_dir inside the temporary checkpoint folder
+log = logging.getLogger(__name__)
+
+PARTIAL_SUFFIX = ".partial"  # <out>.partial/ holds everything of an unfinished run
+TRAINER_SCRATCH = "trainer"  # the trainer's own output_dir inside the scratch folder (checkpoint-N/ live here)
+STAGING = "final"  # the finished model folder inside the scratch folder, renamed onto `out`
+FINGERPRINT_FILE = "fingerprint.json"
+COMPLETE_MARKER = "quagmire_complete.json"  # written into checkpoint-N/ after the trainer has saved all of it
+CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")  # the HF Trainer's checkpoint folder names
+DEFAULT_SAVE_TOTAL_LIMIT = 2  # the newest checkpoint may be half-written when killed; the one before is whole
+HASH_CONTENT_UP_TO = 256 * 1024 * 1024  # parent files up to this size are hashed; larger shards by size + mtime
 
 
 def device_settings() -> dict[str, Any]:
@@ -29,13 +61,57 @@ def device_settings() -> dict[str, Any]:
     return {"bf16": False, "use_cpu": True}
 
 
-def fixed_trainer_args(seed: int, logging_steps: int) -> dict[str, Any]:
-    """Arguments every trainer of the study runs with, whatever TRL's defaults are."""
+def world_size() -> int:
+    """Processes training together (set by `accelerate launch` / torchrun; 1 for a plain `quagmire` call)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def per_device_batch(global_batch: int, what: str, grad_accum: int = 1) -> int:
+    """The per-process batch that keeps the configured *global* batch whatever the number of GPUs.
+
+    Why: a recipe's batch size is part of the experiment; running it on 8 GPUs instead of 1 must not multiply it.
+    """
+    processes = world_size()
+    if global_batch % (processes * grad_accum):
+        raise QuagmireError(
+            f"{what} = {global_batch} is not divisible by {processes} process(es) x {grad_accum} gradient "
+            f"accumulation step(s); choose a batch that divides evenly or change the number of GPUs"
+        )
+    return global_batch // (processes * grad_accum)
+
+
+def aligned_logging_steps(logging_steps: int, save_steps: int) -> int:
+    """Log at every checkpoint: a resumed run can only reproduce the logs of an uninterrupted one if each
+    checkpoint falls on a logging boundary (metrics accumulated since the last log are not checkpointed)."""
+    return math.gcd(logging_steps, save_steps)
+
+
+def fixed_trainer_args(
+    seed: int, logging_steps: int, save_steps: int | None = None, save_total_limit: int = DEFAULT_SAVE_TOTAL_LIMIT
+) -> dict[str, Any]:
+    """Arguments every trainer of the study runs with, whatever TRL's defaults are.
+
+    With `save_steps`, a full checkpoint (weights, optimizer, scheduler, RNG, trainer state) is written every
+    `save_steps` optimizer steps and at the last step, keeping the newest `save_total_limit`.
+    """
+    saving: dict[str, Any] = {"save_strategy": "no"}
+    if save_steps is not None:
+        if save_steps < 1 or save_total_limit < 1:
+            raise QuagmireError(
+                f"save_steps and save_total_limit must be positive (got {save_steps}, {save_total_limit})"
+            )
+        saving = {
+            "save_strategy": "steps",
+            "save_steps": save_steps,
+            "save_total_limit": save_total_limit,
+            "save_only_model": False,  # optimizer, scheduler and RNG states are what make resumption exact
+            "ignore_data_skip": False,  # on resume, skip the batches already trained on
+        }
     return {
         "seed": seed,
         "data_seed": seed,
         "logging_steps": logging_steps,
-        "save_strategy": "no",
+        **saving,
         "report_to": [],
         "dataloader_num_workers": 0,
         **device_settings(),
@@ -55,13 +131,240 @@ def load_for_training(model_dir: Path, data: Path, what: str, threads: int = 1) 
     return frame, load_tokenizer(model_dir), model
 
 
-def save_checkpoint(folder: Path, trainer: Any, tokenizer: Any, stats: Mapping[str, Any],
-                    lineage_record: Mapping[str, Any]) -> None:
+def has_chat_template(tokenizer: Any) -> bool:
+    """Whether the model expects chat-formatted input (hub instruct models do; the embedded char model does not)."""
+    return bool(getattr(tokenizer, "chat_template", None))
+
+
+# --- run identity ---------------------------------------------------------------------------------------------
+
+
+def scratch_dir(out: Path) -> Path:
+    """`<out>.partial`: where an unfinished run of `out` keeps its checkpoints."""
+    out = Path(out)
+    return out.with_name(out.name + PARTIAL_SUFFIX)
+
+
+def model_identity(model_dir: Path) -> dict[str, str]:
+    """Per file of a model folder: its sha256, or for a file over HASH_CONTENT_UP_TO its size and mtime.
+
+    Why not hash everything: the shards of an 8B model are 16 GB, minutes of hashing at every start; a rebuilt
+    parent rewrites its shards, which changes their mtime. Small files (config, tokenizer, lineage, tiny models)
+    are hashed, so a changed config or a retrained small model is always caught.
+    """
+    identity = {}
+    for path in sorted(p for p in Path(model_dir).rglob("*") if p.is_file()):
+        rel = path.relative_to(model_dir).as_posix()
+        stat = path.stat()
+        if stat.st_size <= HASH_CONTENT_UP_TO:
+            identity[rel] = sha256_file(path)
+        else:
+            identity[rel] = f"size={stat.st_size},mtime_ns={stat.st_mtime_ns}"
+    return identity
+
+
+def run_fingerprint(kind: str, settings: Mapping[str, Any], data: Sequence[Path], parent: Path) -> dict[str, Any]:
+    """What makes two attempts the same run: resuming is only correct if every part of this is equal."""
+    record = {
+        "kind": kind,
+        "settings": json.loads(json.dumps(dict(settings), sort_keys=True, default=str)),
+        "data": {str(p): sha256_file(p) for p in data},
+        "parent": {"path": str(parent), "files": model_identity(parent)},
+        "packages": package_versions(),
+    }
+    record["sha256"] = hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
+    return record
+
+
+# --- checkpoints ----------------------------------------------------------------------------------------------
+
+
+def checkpoint_step(path: Path) -> int | None:
+    """N of a `checkpoint-N` folder, None for anything else."""
+    match = CHECKPOINT_PATTERN.match(Path(path).name)
+    return int(match.group(1)) if match else None
+
+
+def checkpoint_is_complete(path: Path) -> bool:
+    """Whether `checkpoint-N` was fully written: our marker is there, names step N, and every file it lists
+    still exists with the size it had when the trainer had finished saving.
+
+    Why a marker: the HF Trainer writes the weights, optimizer, RNG and state files one after another, in place;
+    a job killed in between leaves a folder that has some of them (or a truncated one).
+    """
+    path = Path(path)
+    try:
+        marker = read_json(path / COMPLETE_MARKER)
+    except (OSError, ValueError):
+        return False
+    if not isinstance(marker, dict) or marker.get("global_step") != checkpoint_step(path):
+        return False
+    files = marker.get("files")
+    if not isinstance(files, dict) or "trainer_state.json" not in files:
+        return False
+    for rel, size in files.items():
+        file = path / rel
+        if not file.is_file() or file.stat().st_size != size:
+            return False
+    return True
+
+
+def list_checkpoints(trainer_dir: Path) -> list[Path]:
+    """The `checkpoint-N` folders in `trainer_dir`, newest (largest N) first."""
+    if not Path(trainer_dir).is_dir():
+        return []
+    found = [p for p in Path(trainer_dir).iterdir() if p.is_dir() and checkpoint_step(p) is not None]
+    return sorted(found, key=lambda p: checkpoint_step(p) or 0, reverse=True)
+
+
+def last_complete_checkpoint(trainer_dir: Path) -> Path | None:
+    """The newest complete checkpoint in `trainer_dir`, skipping any that a kill left half-written."""
+    return next((p for p in list_checkpoints(trainer_dir) if checkpoint_is_complete(p)), None)
+
+
+def _file_sizes(folder: Path) -> dict[str, int]:
+    return {
+        p.relative_to(folder).as_posix(): p.stat().st_size
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != COMPLETE_MARKER
+    }
+
+
+def _barrier() -> None:
+    """Wait for every process of a distributed run (a no-op in a single process)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+class CheckpointCompleteMarker(TrainerCallback):
+    """After the trainer has saved `checkpoint-N` (on every process), write its completeness marker."""
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        _barrier()  # every rank has written its RNG state / shards before the marker vouches for them
+        if state.is_world_process_zero:
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            write_json(folder / COMPLETE_MARKER, {"global_step": state.global_step, "files": _file_sizes(folder)})
+
+
+class LogLastStep(TrainerCallback):
+    """Log at the last step too, so the logged history covers every step (the final loss is the final loss)."""
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if state.global_step >= state.max_steps:
+            control.should_log = True
+
+
+def training_callbacks() -> list[TrainerCallback]:
+    """The callbacks every resumable run of the study needs."""
+    return [CheckpointCompleteMarker(), LogLastStep()]
+
+
+def resume_point(trainer: Any, out: Path, fingerprint: Mapping[str, Any]) -> Path | None:
+    """Prepare `<out>.partial/` for `trainer` and return the checkpoint to resume from (None: start fresh).
+
+    A partial folder from a different run (another fingerprint) is discarded; half-written checkpoints are
+    removed. Call it after the trainer is built (which sets up the processes of a distributed run).
+    """
+    scratch = scratch_dir(out)
+    trainer_dir = scratch / TRAINER_SCRATCH
+    if trainer.is_world_process_zero():
+        _discard_if_stale(scratch, fingerprint)
+        trainer_dir.mkdir(parents=True, exist_ok=True)
+        write_json(scratch / FINGERPRINT_FILE, dict(fingerprint))
+        shutil.rmtree(scratch / STAGING, ignore_errors=True)
+        for checkpoint in list_checkpoints(trainer_dir):
+            if not checkpoint_is_complete(checkpoint):
+                log.warning("%s is incomplete (killed while saving?); removing it", checkpoint)
+                shutil.rmtree(checkpoint)
+    _barrier()
+    resume = last_complete_checkpoint(trainer_dir)
+    if resume is not None:
+        log.info("resuming from step %d (%s)", checkpoint_step(resume), resume)
+    return resume
+
+
+def _discard_if_stale(scratch: Path, fingerprint: Mapping[str, Any]) -> None:
+    """Remove `scratch` unless it was left by an attempt at exactly this run."""
+    if not scratch.exists():
+        return
+    try:
+        previous = read_json(scratch / FINGERPRINT_FILE)
+    except (OSError, ValueError):
+        previous = None
+    if isinstance(previous, dict) and previous.get("sha256") == fingerprint["sha256"]:
+        return
+    if previous is None and not list_checkpoints(scratch / TRAINER_SCRATCH):
+        shutil.rmtree(scratch)  # nothing was trained yet (the trainer may have created its empty output_dir)
+        return
+    changed = (
+        [k for k in fingerprint if k != "sha256" and previous.get(k) != fingerprint[k]]
+        if isinstance(previous, dict)
+        else ["no readable fingerprint"]
+    )
+    log.warning(
+        "discarding the partial run in %s: it was for other inputs or settings (changed: %s); starting fresh",
+        scratch,
+        ", ".join(changed) or "unknown",
+    )
+    shutil.rmtree(scratch)
+
+
+def mean_logged_loss(history: Sequence[Mapping[str, Any]]) -> float | None:
+    """Mean training loss per step over the whole run, from the logged history (each entry is the mean over the
+    steps since the previous one). Why from the history: it survives resumption; the Trainer's own
+    `training_loss` only covers the steps of the current `train()` call."""
+    total, steps, previous = 0.0, 0, 0
+    for row in history:
+        if "loss" not in row:
+            continue
+        window = int(row["step"]) - previous
+        total += float(row["loss"]) * window
+        steps += window
+        previous = int(row["step"])
+    return total / steps if steps else None
+
+
+# --- the finished folder --------------------------------------------------------------------------------------
+
+
+def save_checkpoint(
+    folder: Path, trainer: Any, tokenizer: Any, stats: Mapping[str, Any], lineage_record: Mapping[str, Any]
+) -> None:
     """Write the trained model, its tokenizer, `train_stats.json`, the resolved `trainer_config.json` and
-    `lineage.json` into `folder` (the temporary folder that `io.atomic_dir` renames when complete)."""
+    `lineage.json` into `folder`. Every process must call it (FSDP / ZeRO-3 gather the weights collectively)."""
+    if getattr(trainer, "is_fsdp_enabled", False):
+        # Checkpoints may be sharded (fast to write, resumable); the published model must load with from_pretrained.
+        trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
     trainer.save_model(str(folder))
-    tokenizer.save_pretrained(folder)
-    write_json(folder / "train_stats.json", dict(stats))
-    write_json(folder / "trainer_config.json", trainer.args.to_dict())
-    write_json(folder / "lineage.json", dict(lineage_record))
-    shutil.rmtree(folder / TRAINER_SCRATCH, ignore_errors=True)  # scratch only: no intermediate checkpoints yet
+    if trainer.is_world_process_zero():
+        tokenizer.save_pretrained(folder)
+        write_json(folder / "train_stats.json", dict(stats))
+        write_json(folder / "trainer_config.json", trainer.args.to_dict())
+        write_json(folder / "lineage.json", dict(lineage_record))
+
+
+def publish_checkpoint(
+    out: Path, trainer: Any, tokenizer: Any, stats: Mapping[str, Any], lineage_record: Mapping[str, Any]
+) -> None:
+    """Stage the finished model in `<out>.partial/final`, rename it onto `out`, then drop the scratch folder.
+
+    The rename is the only step that makes `out` appear, so a job killed at any earlier point leaves no `out`;
+    one killed after it leaves a finished `out` and a scratch folder that the next attempt replaces.
+    """
+    out = Path(out)
+    scratch = scratch_dir(out)
+    staging = scratch / STAGING
+    if trainer.is_world_process_zero():
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+    _barrier()
+    save_checkpoint(staging, trainer, tokenizer, stats, lineage_record)
+    _barrier()
+    if trainer.is_world_process_zero():
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(staging, out)
+        shutil.rmtree(scratch, ignore_errors=True)
+    _barrier()
