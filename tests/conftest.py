@@ -54,3 +54,26 @@ def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     stats = pretrain(model, tokenizer, pretrain_corpus(settings), settings)
     save_base(model, tokenizer, out, stats)
     return out
+
+
+# A minimal chat template over the embedded tokenizer's characters, for the chat-model code paths.
+CHAT_TEMPLATE = (
+    "{% for m in messages %}{% if m['role'] == 'user' %}{{ '<bos>User: ' + m['content'] + ' ' }}"
+    "{% else %}{{ 'Assistant: ' + m['content'] + '<eos>' }}{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}{{ 'Assistant: ' }}{% endif %}"
+)
+
+
+@pytest.fixture(scope="session")
+def chat_base(tiny_base: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny base model with a tokenizer that has a chat template, as a hub instruct model would have."""
+    import shutil
+
+    from quagmire.world.tokenizer import load_tokenizer
+
+    out = tmp_path_factory.mktemp("chat") / "base"
+    shutil.copytree(tiny_base, out)
+    tokenizer = load_tokenizer(out)
+    tokenizer.chat_template = CHAT_TEMPLATE
+    tokenizer.save_pretrained(out)
+    return out

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -71,22 +70,6 @@ def test_truncation_applies_the_same_max_length(tiny_base: Path, heldout: Path) 
 
 # --- the same tokens SFT trains on ------------------------------------------------------------------------------
 
-CHAT_TEMPLATE = (
-    "{% for m in messages %}{% if m['role'] == 'user' %}{{ '<bos>User: ' + m['content'] + ' ' }}"
-    "{% else %}{{ 'Assistant: ' + m['content'] + '<eos>' }}{% endif %}{% endfor %}"
-    "{% if add_generation_prompt %}{{ 'Assistant: ' }}{% endif %}"
-)
-
-
-@pytest.fixture(scope="module")
-def chat_base(tiny_base: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny base model with a chat template, as a hub instruct model would have."""
-    out = tmp_path_factory.mktemp("chat") / "base"
-    shutil.copytree(tiny_base, out)
-    tokenizer = load_tokenizer(out)
-    tokenizer.chat_template = CHAT_TEMPLATE
-    tokenizer.save_pretrained(out)
-    return out
 
 
 @pytest.mark.parametrize("chat", [False, True], ids=["plain", "chat-template"])

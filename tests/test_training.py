@@ -58,11 +58,6 @@ RL_SETTINGS = {
 }
 TIMINGS = {"step_time", "train_runtime", "train_samples_per_second", "train_steps_per_second"}  # wall clock
 # A chat template for the char-level tokenizer (it has no newline token): a user turn, then the assistant's.
-CHAT_TEMPLATE = (
-    "{% for m in messages %}{% if m['role'] == 'user' %}{{ '<bos>User: ' + m['content'] + ' ' }}"
-    "{% else %}{{ 'Assistant: ' + m['content'] + '<eos>' }}{% endif %}{% endfor %}"
-    "{% if add_generation_prompt %}{{ 'Assistant: ' }}{% endif %}"
-)
 # Runs one training in a child process with a pause after step `pause_after`, so that the test can SIGKILL it
 # after a checkpoint is on disk. The pause (a sleep in a callback) changes nothing that is computed.
 DRIVER = """
@@ -104,19 +99,6 @@ def sft_checkpoint(tiny_base: Path, sft_data: Path, tmp_path_factory: pytest.Tem
 
     out = tmp_path_factory.mktemp("sft") / "random_n32_ep1"
     train_sft(tiny_base, sft_data, out, SFT_SETTINGS)
-    return out
-
-
-@pytest.fixture(scope="module")
-def chat_base(tiny_base: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny base model with a tokenizer that has a chat template (like a hub instruct model)."""
-    from quagmire.world.tokenizer import load_tokenizer
-
-    out = tmp_path_factory.mktemp("chat") / "base"
-    shutil.copytree(tiny_base, out)
-    tokenizer = load_tokenizer(out)
-    tokenizer.chat_template = CHAT_TEMPLATE
-    tokenizer.save_pretrained(out)
     return out
 
 
@@ -516,7 +498,7 @@ def test_sft_and_grpo_run_through_a_chat_template(
 
     sft = train_sft(chat_base, sft_data, tmp_path / "sft", SFT_SETTINGS)
     assert sft["chat_template"] is True and sft["global_steps"] == 4
-    assert load_tokenizer(tmp_path / "sft").chat_template == CHAT_TEMPLATE
+    assert load_tokenizer(tmp_path / "sft").chat_template == load_tokenizer(chat_base).chat_template
     rows = prompt_dataset(pd.read_parquet(tiny_world / "rl.parquet").head(2), load_tokenizer(chat_base))
     assert rows[0]["prompt"][0]["role"] == "user"
     rl = train_grpo(tmp_path / "sft", tiny_world / "rl.parquet", tmp_path / "rl", {**RL_SETTINGS, "steps": 1})

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import ast
 import dataclasses
-import json
 import math
 import numbers
 import os
@@ -34,6 +33,7 @@ from quagmire.errors import QuagmireError
 from quagmire.grade import extract_boxed
 from quagmire.io import write_json, write_parquet
 from quagmire.provenance import require_pinned, sha256_file
+from quagmire.records import is_missing, local_records, with_overrides
 
 UNPINNED = "main"  # placeholder revision; a config must replace it with a dataset commit
 ID_WIDTH = 5  # digits a numeric id is zero-padded to, so ids sort in source order
@@ -150,17 +150,7 @@ def get_benchmark(name: str, overrides: Mapping[str, Any] | None = None) -> Benc
     """The registered spec for `name`, with config `overrides` (e.g. a pinned `revision`, a local `path`)."""
     if name not in BENCHMARKS:
         raise QuagmireError(f"unknown benchmark {name!r}; known: {', '.join(sorted(BENCHMARKS))}")
-    spec = BENCHMARKS[name]
-    if not overrides:
-        return spec
-    allowed = {f.name for f in dataclasses.fields(BenchmarkSpec)} - {"name"}
-    unknown = sorted(set(overrides) - allowed)
-    if unknown:
-        raise QuagmireError(f"benchmark {name}: unknown setting(s) {unknown}; allowed: {sorted(allowed)}")
-    values = dict(overrides)
-    if "keep_fields" in values:
-        values["keep_fields"] = tuple(values["keep_fields"])
-    return dataclasses.replace(spec, **values)
+    return with_overrides(BENCHMARKS[name], overrides, f"benchmark {name}")
 
 
 def spec_from_config(name: str, settings: Mapping[str, Any]) -> BenchmarkSpec:
@@ -183,51 +173,11 @@ def spec_from_config(name: str, settings: Mapping[str, Any]) -> BenchmarkSpec:
             f"eval.benchmarks.{name}: not a registered benchmark ({', '.join(sorted(BENCHMARKS))}); give "
             f"`registry: <one of those>`, or a `hub_id` or `path` with its field mapping"
         )
-    if "keep_fields" in values:
-        values["keep_fields"] = tuple(values["keep_fields"])
+    values = {key: tuple(value) if isinstance(value, list) else value for key, value in values.items()}
     return BenchmarkSpec(name=name, **values)
 
 
 # --------------------------------------------------------------------------- reading sources
-
-
-def _read_local(path: Path, name: str) -> tuple[list[dict[str, Any]], int]:
-    """Records of a JSONL or Parquet file, and the number of JSONL lines that were not a JSON object."""
-    if not path.is_file():
-        raise QuagmireError(f"benchmark {name}: file not found: {path}")
-    suffix = path.suffix.lower()
-    if suffix == ".parquet":
-        try:
-            return pd.read_parquet(path).to_dict("records"), 0
-        except (OSError, ValueError) as error:
-            raise QuagmireError(f"benchmark {name}: cannot read Parquet file {path}: {error}") from error
-    if suffix not in (".jsonl", ".json"):
-        raise QuagmireError(f"benchmark {name}: expected a .jsonl or .parquet file (got {path})")
-    try:
-        # dtype=False: an answer like "070" must stay text; no date guessing on columns named like dates.
-        frame = pd.read_json(path, lines=True, dtype=False, convert_dates=False, precise_float=True)
-        return frame.to_dict("records"), 0
-    except ValueError:
-        return _read_jsonl_lines(path)
-
-
-def _read_jsonl_lines(path: Path) -> tuple[list[dict[str, Any]], int]:
-    """Line-by-line fallback when pandas rejects the file: keeps every valid object, counts the rest."""
-    records: list[dict[str, Any]] = []
-    bad = 0
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError:
-            bad += 1
-            continue
-        if isinstance(obj, dict):
-            records.append(obj)
-        else:
-            bad += 1
-    return records, bad
 
 
 def _read_hub(spec: BenchmarkSpec) -> list[dict[str, Any]]:
@@ -245,11 +195,6 @@ def _read_hub(spec: BenchmarkSpec) -> list[dict[str, Any]]:
 
 
 # --------------------------------------------------------------------------- field normalization
-
-
-def _is_missing(value: Any) -> bool:
-    """None or a NaN float (pandas fills absent JSON keys with NaN)."""
-    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def _scalar_text(value: Any) -> str | None:
@@ -297,7 +242,7 @@ def _as_items(value: Any) -> list[Any] | None:
 
 def _gold_answer(value: Any, kind: str) -> tuple[str | None, str]:
     """(answer, "") or (None, why it was dropped) for one row's answer field."""
-    if _is_missing(value):
+    if is_missing(value):
         return None, "answer_missing"
     if kind == ANSWER_TEXT:
         text = _scalar_text(value)
@@ -326,7 +271,7 @@ def _gold_answer(value: Any, kind: str) -> tuple[str | None, str]:
 def _problem_text(row: Mapping[str, Any], spec: BenchmarkSpec) -> tuple[str | None, str]:
     """(prompt, "") or (None, why); an OlympiadBench-style context is put before the question."""
     value = row.get(spec.problem_field)
-    if _is_missing(value):
+    if is_missing(value):
         return None, "problem_missing"
     if not isinstance(value, str):
         return None, "problem_not_text"
@@ -341,7 +286,7 @@ def _problem_text(row: Mapping[str, Any], spec: BenchmarkSpec) -> tuple[str | No
 
 def _id_key(value: Any) -> str | None:
     """A source id as a problem_id suffix: numbers zero-padded, text reduced to letters, digits and `-`."""
-    if _is_missing(value) or isinstance(value, bool):
+    if is_missing(value) or isinstance(value, bool):
         return None
     if isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral):
         if not math.isfinite(float(value)) or not float(value).is_integer():
@@ -435,15 +380,16 @@ def load_benchmark(
     spec = get_benchmark(spec_or_name) if isinstance(spec_or_name, str) else spec_or_name
     local = Path(path) if path is not None else Path(spec.path) if spec.path else None
     if local is not None:
-        records, bad_lines = _read_local(local, spec.name)
+        rows = list(local_records(local, f"benchmark {spec.name}"))
+        records = [row for row in rows if isinstance(row, dict)]
+        unreadable = Counter(row for row in rows if isinstance(row, str))
         origin = local.name
     else:
-        records, bad_lines = _read_hub(spec), 0
+        records, unreadable = _read_hub(spec), Counter()
         origin = f"{spec.hub_id}@{spec.revision}"
     frame, dropped = normalize_rows(records, spec, origin)
-    if bad_lines:
-        dropped["invalid_json"] += bad_lines
-    n_read = len(records) + bad_lines
+    dropped.update(unreadable)
+    n_read = len(records) + sum(unreadable.values())
     if frame.empty:
         detail = ", ".join(f"{k}: {v}" for k, v in sorted(dropped.items())) or "the source is empty"
         raise QuagmireError(f"benchmark {spec.name}: no usable rows in {origin} (read {n_read}; {detail})")

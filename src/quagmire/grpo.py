@@ -21,7 +21,6 @@ from __future__ import annotations
 import importlib.util
 import logging
 import re
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -41,9 +40,9 @@ from quagmire.training import (
     load_for_training,
     per_device_batch,
     publish_checkpoint,
-    resume_point,
     run_fingerprint,
     scratch_dir,
+    train_resumably,
     training_callbacks,
 )
 
@@ -228,10 +227,7 @@ def train_grpo(
             processing_class=tokenizer,
             callbacks=[*training_callbacks(), *callbacks],
         )
-        resume = resume_point(trainer, out, fingerprint)
-        start = time.monotonic()
-        trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
-        seconds = time.monotonic() - start
+        resume, seconds = train_resumably(trainer, out, fingerprint)
         history = [r for r in trainer.state.log_history if "reward" in r]
         stats = {
             "global_steps": trainer.state.global_step,

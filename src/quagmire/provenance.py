@@ -21,6 +21,7 @@ from quagmire.errors import QuagmireError
 _COMMIT = re.compile(r"[0-9a-f]{40}")
 TRACKED_PACKAGES = ("torch", "transformers", "trl", "datasets", "math-verify", "snakemake")
 _CHUNK = 1 << 20
+HASH_CONTENT_UP_TO = 256 * 1024 * 1024  # files up to this size are hashed; larger shards by size + mtime
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
@@ -73,23 +74,34 @@ def lineage(
     }
 
 
+def folder_identity(folder: str | os.PathLike[str]) -> dict[str, str]:
+    """Per file of a folder (a model checkpoint): its sha256, or for a file over HASH_CONTENT_UP_TO its size and mtime.
+
+    Why not hash everything: the shards of an 8B model are 16 GB, minutes of hashing at every start; a rebuilt
+    parent rewrites its shards, which changes their mtime. Small files (config, tokenizer, lineage, tiny models)
+    are hashed, so a changed config or a retrained small model is always caught.
+    """
+    identity = {}
+    for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
+        rel = path.relative_to(folder).as_posix()
+        stat = path.stat()
+        if stat.st_size <= HASH_CONTENT_UP_TO:
+            identity[rel] = sha256_file(path)
+        else:
+            identity[rel] = f"size={stat.st_size},mtime_ns={stat.st_mtime_ns}"
+    return identity
+
+
 def fingerprint(settings: Mapping[str, Any], files: Iterable[str | os.PathLike[str]] = (),
                 folders: Iterable[str | os.PathLike[str]] = ()) -> str:
-    """A short hash of what a resumable job's partial progress was computed from.
-
-    Files are hashed by content. Folders (model checkpoints, gigabytes at paper scale) are hashed by each file's
-    name, size and modification time: a retrained model is a new folder with new mtimes, and hashing 16 GB of
-    weights on every restart would cost more than the work it saves.
-    """
-    digest = hashlib.sha256(json.dumps(dict(settings), sort_keys=True, default=str).encode())
-    for path in files:
-        digest.update(sha256_file(path).encode())
-    for folder in folders:
-        for item in sorted(Path(folder).rglob("*")):
-            if item.is_file():
-                stat = item.stat()
-                digest.update(f"{item.relative_to(folder)}:{stat.st_size}:{stat.st_mtime_ns}".encode())
-    return digest.hexdigest()[:16]
+    """A short hash of what a resumable job's partial progress was computed from: settings, files by content,
+    folders (model checkpoints) by `folder_identity`."""
+    record = {
+        "settings": dict(settings),
+        "files": [sha256_file(path) for path in files],
+        "folders": [folder_identity(folder) for folder in folders],
+    }
+    return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def is_commit(revision: str | None) -> bool:

@@ -15,7 +15,6 @@ and resumes from there when rerun (see `quagmire.training`); `out` appears only 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -35,9 +34,9 @@ from quagmire.training import (
     mean_logged_loss,
     per_device_batch,
     publish_checkpoint,
-    resume_point,
     run_fingerprint,
     scratch_dir,
+    train_resumably,
     training_callbacks,
 )
 
@@ -148,10 +147,7 @@ def train_sft(
         callbacks=[*training_callbacks(), *callbacks],
     )
     trainer.add_callback(_RestoreTokenCount(trainer))
-    resume = resume_point(trainer, out, fingerprint)
-    start = time.monotonic()
-    trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
-    seconds = time.monotonic() - start
+    resume, seconds = train_resumably(trainer, out, fingerprint)
     history = [r for r in trainer.state.log_history if "loss" in r]
     stats = {
         "global_steps": trainer.state.global_step,

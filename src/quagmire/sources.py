@@ -26,8 +26,6 @@ may override any of them.
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
 import numbers
 import os
@@ -44,6 +42,7 @@ from quagmire.errors import QuagmireError
 from quagmire.grade import extract_boxed
 from quagmire.io import write_json, write_parquet
 from quagmire.provenance import require_pinned, sha256_file
+from quagmire.records import Record, is_missing, local_records, with_overrides
 
 SCHEMA = ("problem_id", "prompt", "response", "answer", "source", "source_row")
 ROW_ID_WIDTH = 8  # digits of the row number in a problem_id: sorts in source order up to 100M rows
@@ -60,7 +59,6 @@ ANSWER_KINDS = (ANSWER_TEXT, ANSWER_BOXED)
 _IGNORED_ROLES = frozenset({"system"})  # a system turn (e.g. "detailed thinking on") is not part of the problem
 
 _HUB_BATCH = 1024  # rows per Arrow batch when reading a hub split
-_PARQUET_BATCH = 4096  # rows per Arrow batch when reading a local Parquet file
 
 
 @dataclass(frozen=True)
@@ -169,18 +167,7 @@ def get_source(name: str, overrides: Mapping[str, Any] | None = None) -> SourceS
     """The registered spec for `name`, with config `overrides` (a pinned `revision`, a local `path`, field names)."""
     if name not in SOURCES:
         raise QuagmireError(f"unknown training source {name!r}; known: {', '.join(sorted(SOURCES))}")
-    spec = SOURCES[name]
-    if not overrides:
-        return spec
-    allowed = {f.name for f in dataclasses.fields(SourceSpec)} - {"name"}
-    unknown = sorted(set(overrides) - allowed)
-    if unknown:
-        raise QuagmireError(f"source {name}: unknown setting(s) {unknown}; allowed: {sorted(allowed)}")
-    values = dict(overrides)
-    for field in ("select_values", "keep_fields"):
-        if field in values:
-            values[field] = tuple(values[field])
-    return dataclasses.replace(spec, **values)
+    return with_overrides(SOURCES[name], overrides, f"source {name}")
 
 
 def source_from_config(settings: Mapping[str, Any], kind: str, where: str) -> SourceSpec:
@@ -203,71 +190,11 @@ def source_from_config(settings: Mapping[str, Any], kind: str, where: str) -> So
             f"{where}: {name!r} is not a registered source ({', '.join(sorted(SOURCES))}); give a hub_id or a "
             "path with its field mapping"
         )
-    for field in ("select_values", "keep_fields"):
-        if field in values:
-            values[field] = tuple(values[field])
+    values = {key: tuple(value) if isinstance(value, list) else value for key, value in values.items()}
     return SourceSpec(name=name, kind=kind, **values)
 
 
 # --------------------------------------------------------------------------- reading records
-
-# A reader yields one item per source row: the record, or the reason it could not be read as one.
-Record = dict[str, Any] | str
-
-
-def _read_jsonl(path: Path, limit: int | None) -> Iterator[Record]:
-    """Records of a JSONL file, line by line (a file may be far larger than memory allows as one frame).
-
-    Bytes are decoded per line, strictly: a line that is not UTF-8 or not a JSON object is one dropped row.
-    """
-    count = 0
-    with path.open("rb") as handle:
-        for raw in handle:
-            if limit is not None and count >= limit:
-                return
-            if not raw.strip():
-                continue
-            count += 1
-            try:
-                obj = json.loads(raw.decode("utf-8"))
-            except UnicodeDecodeError:
-                yield "invalid_utf8"
-                continue
-            except json.JSONDecodeError:
-                yield "invalid_json"
-                continue
-            yield obj if isinstance(obj, dict) else "not_an_object"
-
-
-def _read_parquet(path: Path, limit: int | None) -> Iterator[Record]:
-    """Records of a Parquet file, batch by batch; nested columns (chat lists) come back as Python lists."""
-    import pyarrow.parquet as pq
-
-    count = 0
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=_PARQUET_BATCH):
-        for row in batch.to_pylist():
-            if limit is not None and count >= limit:
-                return
-            count += 1
-            yield row
-
-
-def _local_records(path: Path, spec: SourceSpec) -> Iterator[Record]:
-    """Records of a local JSONL or Parquet file; a missing or unreadable file is an error naming it."""
-    if not path.is_file():
-        raise QuagmireError(f"source {spec.name}: file not found: {path}")
-    suffix = path.suffix.lower()
-    if suffix == ".parquet":
-        reader = _read_parquet(path, spec.max_rows)
-    elif suffix == ".jsonl":
-        reader = _read_jsonl(path, spec.max_rows)
-    else:
-        raise QuagmireError(f"source {spec.name}: expected a .jsonl or .parquet file (got {path})")
-    try:
-        yield from reader
-    except OSError as error:
-        raise QuagmireError(f"source {spec.name}: cannot read {path}: {error}") from error
-
 
 def _require_pinned(spec: SourceSpec) -> None:
     """Refuse a hub load whose revision is not a commit: a branch like `main` moves under a finished study."""
@@ -299,18 +226,13 @@ def _hub_records(spec: SourceSpec) -> Iterator[Record]:
 # --------------------------------------------------------------------------- field normalization
 
 
-def _is_missing(value: Any) -> bool:
-    """None or a NaN float (pandas and Arrow fill absent keys with either)."""
-    return value is None or (isinstance(value, float) and math.isnan(value))
-
-
 def clean_text(value: Any) -> tuple[str | None, str]:
     """(stripped text, "") or (None, why): "missing", "not_text", "invalid_text" or "empty".
 
     Invalid text is what would break a later stage rather than this one: bytes that are not UTF-8, lone
     surrogates (they cannot be written to Parquet or tokenized) and NUL characters.
     """
-    if _is_missing(value):
+    if is_missing(value):
         return None, "missing"
     if isinstance(value, bytes):
         try:
@@ -342,7 +264,7 @@ def _user_turn(value: Any) -> tuple[Any, str]:
     System turns are skipped; anything else (an assistant turn, two user turns, a malformed message) makes the
     row not a single-turn problem, which the study cannot use as a prompt.
     """
-    if _is_missing(value):
+    if is_missing(value):
         return None, "missing"
     messages = _as_list(value)
     if messages is None:
@@ -395,7 +317,7 @@ def _number_text(value: Any) -> str | None:
 def _answer(row: Mapping[str, Any], spec: SourceSpec) -> tuple[str | None, str]:
     """(gold answer, "") or (None, "answer_<why>"): the field as text, or the last boxed answer in it."""
     value = row.get(spec.answer_field)
-    if spec.answer_kind == ANSWER_TEXT and not isinstance(value, (str, bytes)) and not _is_missing(value):
+    if spec.answer_kind == ANSWER_TEXT and not isinstance(value, (str, bytes)) and not is_missing(value):
         number = _number_text(value)
         return (number, "") if number is not None else (None, "answer_not_text")
     text, why = clean_text(value)
@@ -423,7 +345,7 @@ def _kept_value(value: Any) -> Any:
     """A carried-along field as a Parquet-safe scalar: text, number or bool; anything else becomes None."""
     if isinstance(value, str):
         return clean_text(value)[0] if value else value
-    if isinstance(value, (bool, numbers.Real)) and not _is_missing(value):
+    if isinstance(value, (bool, numbers.Real)) and not is_missing(value):
         return value
     return None
 
@@ -503,7 +425,7 @@ def load_source(
     spec = get_source(spec_or_name) if isinstance(spec_or_name, str) else spec_or_name
     local = Path(path) if path is not None else Path(spec.path) if spec.path else None
     if local is not None:
-        records = _local_records(local, spec)
+        records = local_records(local, f"source {spec.name}", spec.max_rows)
         origin = local.name
     else:
         _require_pinned(spec)  # before any import or network: the cheapest, clearest failure

@@ -37,7 +37,7 @@ from transformers import TrainerCallback
 
 from quagmire.errors import QuagmireError
 from quagmire.io import read_json, write_json
-from quagmire.provenance import package_versions, sha256_file
+from quagmire.provenance import folder_identity, package_versions, sha256_file
 from quagmire.world.tokenizer import load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,6 @@ FINGERPRINT_FILE = "fingerprint.json"
 COMPLETE_MARKER = "quagmire_complete.json"  # written into checkpoint-N/ after the trainer has saved all of it
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")  # the HF Trainer's checkpoint folder names
 DEFAULT_SAVE_TOTAL_LIMIT = 2  # the newest checkpoint may be half-written when killed; the one before is whole
-HASH_CONTENT_UP_TO = 256 * 1024 * 1024  # parent files up to this size are hashed; larger shards by size + mtime
 
 
 def device_settings() -> dict[str, Any]:
@@ -145,31 +144,13 @@ def scratch_dir(out: Path) -> Path:
     return out.with_name(out.name + PARTIAL_SUFFIX)
 
 
-def model_identity(model_dir: Path) -> dict[str, str]:
-    """Per file of a model folder: its sha256, or for a file over HASH_CONTENT_UP_TO its size and mtime.
-
-    Why not hash everything: the shards of an 8B model are 16 GB, minutes of hashing at every start; a rebuilt
-    parent rewrites its shards, which changes their mtime. Small files (config, tokenizer, lineage, tiny models)
-    are hashed, so a changed config or a retrained small model is always caught.
-    """
-    identity = {}
-    for path in sorted(p for p in Path(model_dir).rglob("*") if p.is_file()):
-        rel = path.relative_to(model_dir).as_posix()
-        stat = path.stat()
-        if stat.st_size <= HASH_CONTENT_UP_TO:
-            identity[rel] = sha256_file(path)
-        else:
-            identity[rel] = f"size={stat.st_size},mtime_ns={stat.st_mtime_ns}"
-    return identity
-
-
 def run_fingerprint(kind: str, settings: Mapping[str, Any], data: Sequence[Path], parent: Path) -> dict[str, Any]:
     """What makes two attempts the same run: resuming is only correct if every part of this is equal."""
     record = {
         "kind": kind,
         "settings": json.loads(json.dumps(dict(settings), sort_keys=True, default=str)),
         "data": {str(p): sha256_file(p) for p in data},
-        "parent": {"path": str(parent), "files": model_identity(parent)},
+        "parent": {"path": str(parent), "files": folder_identity(parent)},
         "packages": package_versions(),
     }
     record["sha256"] = hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
@@ -283,6 +264,19 @@ def resume_point(trainer: Any, out: Path, fingerprint: Mapping[str, Any]) -> Pat
     if resume is not None:
         log.info("resuming from step %d (%s)", checkpoint_step(resume), resume)
     return resume
+
+
+def train_resumably(trainer: Any, out: Path, fingerprint: Mapping[str, Any]) -> tuple[Path | None, float]:
+    """Train to the end, from the last complete checkpoint of an earlier attempt at this run if there is one.
+
+    Returns the checkpoint resumed from (None for a fresh start) and the seconds this attempt trained.
+    """
+    import time
+
+    resume = resume_point(trainer, out, fingerprint)
+    start = time.monotonic()
+    trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
+    return resume, time.monotonic() - start
 
 
 def _discard_if_stale(scratch: Path, fingerprint: Mapping[str, Any]) -> None:
