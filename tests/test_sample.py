@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -121,7 +122,6 @@ def test_vllm_requests_carry_the_same_sampling_parameters() -> None:
 
 
 def test_vllm_outputs_convert_to_the_shared_schema_in_sample_order() -> None:
-    from types import SimpleNamespace
 
     from quagmire.errors import QuagmireError
     from quagmire.sample import completions_from_vllm
@@ -284,3 +284,14 @@ def test_sigkilled_sampling_job_resumes_without_redrawing(
     reference = tmp_path / "reference.parquet"
     sample_to_file(tiny_base, bench, reference, settings, progress=False)
     pd.testing.assert_frame_equal(pd.read_parquet(out), pd.read_parquet(reference))
+
+
+def test_a_turn_end_token_from_the_generation_config_also_stops_a_completion() -> None:
+    from quagmire.sample import stop_token_ids
+
+    tokenizer = SimpleNamespace(eos_token_id=2)
+    assert stop_token_ids(tokenizer) == [2]
+    assert stop_token_ids(tokenizer, SimpleNamespace(eos_token_id=[128001, 2, 128009])) == [2, 128001, 128009]
+    assert stop_token_ids(tokenizer, SimpleNamespace(eos_token_id=7)) == [2, 7]
+    with pytest.raises(QuagmireError, match="no end-of-sequence token"):
+        stop_token_ids(SimpleNamespace(eos_token_id=None), SimpleNamespace(eos_token_id=None))

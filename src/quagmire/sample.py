@@ -84,6 +84,7 @@ class HFBackend:
         self.tokenizer.padding_side = "left"  # generation continues at the right edge of every row
         dtype = torch.bfloat16 if self.device == "cuda" else torch.float32
         self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).to(self.device).eval()
+        self.stop_ids = stop_token_ids(self.tokenizer, self.model.generation_config)
 
     def generate(
         self, prompts: Sequence[str], settings: SamplingSettings, seed: int
@@ -103,17 +104,16 @@ class HFBackend:
                 max_new_tokens=settings.max_new_tokens,
                 num_return_sequences=1 if greedy else settings.n,
                 pad_token_id=self.tokenizer.pad_token_id,
-                eos_token_id=self.tokenizer.eos_token_id,
+                eos_token_id=self.stop_ids,
                 **sampling,
             )
         if greedy:  # one decode per prompt is the answer n times over
             out = out.repeat_interleave(settings.n, dim=0)
         new = out[:, enc["input_ids"].shape[1] :].cpu()
-        eos = self.tokenizer.eos_token_id
         results: list[list[Completion]] = [[] for _ in prompts]
         for row, ids in enumerate(new.tolist()):
-            # Rows that stopped early are padded after their EOS; rows without EOS ran to max_new_tokens.
-            stop = ids.index(eos) if eos in ids else None
+            # Rows that stopped early are padded after their stop token; rows without one ran to max_new_tokens.
+            stop = next((i for i, token in enumerate(ids) if token in self.stop_ids), None)
             kept = ids[:stop] if stop is not None else ids
             text = self.tokenizer.decode(kept, skip_special_tokens=True)
             num_tokens = (stop + 1) if stop is not None else len(ids)
@@ -121,6 +121,23 @@ class HFBackend:
                 Completion(text, num_tokens, "stop" if stop is not None else "length")
             )
         return results
+
+
+def stop_token_ids(tokenizer: Any, generation_config: Any = None) -> list[int]:
+    """Every token that ends a completion: the tokenizer's EOS and the model's generation-config EOS ids.
+
+    Why both: chat models end a turn with their own token (Llama 3 Instruct: `<|eot_id|>`, listed in
+    generation_config.json next to `<|end_of_text|>`); stopping at the tokenizer's EOS alone would run every
+    answer on to max_new_tokens. vLLM reads the same generation config.
+    """
+    ids = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    extra = getattr(generation_config, "eos_token_id", None)
+    for token in extra if isinstance(extra, (list, tuple)) else [extra]:
+        if token is not None and token not in ids:
+            ids.append(int(token))
+    if not ids:
+        raise QuagmireError("the model has no end-of-sequence token (tokenizer and generation config)")
+    return ids
 
 
 def render_prompts(
