@@ -32,8 +32,8 @@ import pandas as pd
 from quagmire.errors import QuagmireError
 from quagmire.grade import extract_boxed
 from quagmire.io import write_json, write_parquet
-from quagmire.provenance import require_pinned, sha256_file
-from quagmire.records import is_missing, local_records, with_overrides
+from quagmire.provenance import require_pinned
+from quagmire.records import is_missing, local_records, origin_record, with_overrides
 
 UNPINNED = "main"  # placeholder revision; a config must replace it with a dataset commit
 ID_WIDTH = 5  # digits a numeric id is zero-padded to, so ids sort in source order
@@ -313,19 +313,6 @@ def _solution_text(value: Any) -> str | None:
 # --------------------------------------------------------------------------- loading
 
 
-def _source_record(spec: BenchmarkSpec, path: Path | None) -> dict[str, Any]:
-    """Where the rows came from, exactly enough to fetch the same bytes again."""
-    if path is not None:
-        return {"kind": "local", "path": str(path), "bytes": path.stat().st_size, "sha256": sha256_file(path)}
-    return {
-        "kind": "hub",
-        "dataset": spec.hub_id,
-        "config": spec.config,
-        "revision": spec.revision,
-        "split": spec.split,
-    }
-
-
 def _check_columns(records: list[dict[str, Any]], spec: BenchmarkSpec, origin: str) -> None:
     """A field the spec names but no row has is a wrong mapping, not a malformed row: say so."""
     present = set().union(*(r.keys() for r in records)) if records else set()
@@ -395,7 +382,7 @@ def load_benchmark(
         raise QuagmireError(f"benchmark {spec.name}: no usable rows in {origin} (read {n_read}; {detail})")
     manifest = {
         "benchmark": spec.name,
-        "source": _source_record(spec, local),
+        "source": origin_record(spec, local),
         "fields": {
             "problem": spec.problem_field,
             "answer": spec.answer_field,

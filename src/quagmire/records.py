@@ -100,3 +100,14 @@ def with_overrides(spec: Spec, overrides: Mapping[str, Any] | None, what: str) -
         raise QuagmireError(f"{what}: unknown setting(s) {unknown}; allowed: {sorted(allowed)}")
     values = {key: tuple(value) if isinstance(value, list) else value for key, value in overrides.items()}
     return dataclasses.replace(spec, **values)  # type: ignore[type-var]
+
+
+def origin_record(spec: Any, path: Path | None) -> dict[str, Any]:
+    """Where a spec's rows came from, exactly enough to fetch the same bytes again: the local file's size and
+    sha256, or the hub dataset, config, pinned revision and split."""
+    from quagmire.provenance import sha256_file
+
+    if path is not None:
+        return {"kind": "local", "path": str(path), "bytes": path.stat().st_size, "sha256": sha256_file(path)}
+    return {"kind": "hub", "dataset": spec.hub_id, "config": spec.config, "revision": spec.revision,
+            "split": spec.split}

@@ -41,8 +41,8 @@ from quagmire.benchmarks import ANSWER_BOXED, ANSWER_TEXT, UNPINNED
 from quagmire.errors import QuagmireError
 from quagmire.grade import extract_boxed
 from quagmire.io import write_json, write_parquet
-from quagmire.provenance import require_pinned, sha256_file
-from quagmire.records import Record, is_missing, local_records, with_overrides
+from quagmire.provenance import require_pinned
+from quagmire.records import Record, is_missing, local_records, origin_record, with_overrides
 
 SCHEMA = ("problem_id", "prompt", "response", "answer", "source", "source_row")
 ROW_ID_WIDTH = 8  # digits of the row number in a problem_id: sorts in source order up to 100M rows
@@ -402,19 +402,6 @@ def normalize_records(records: Iterable[Record], spec: SourceSpec, origin: str) 
 # --------------------------------------------------------------------------- loading and writing
 
 
-def _origin_record(spec: SourceSpec, path: Path | None) -> dict[str, Any]:
-    """Where the rows came from, exactly enough to fetch the same bytes again."""
-    if path is not None:
-        return {"kind": "local", "path": str(path), "bytes": path.stat().st_size, "sha256": sha256_file(path)}
-    return {
-        "kind": "hub",
-        "dataset": spec.hub_id,
-        "config": spec.config,
-        "revision": spec.revision,
-        "split": spec.split,
-    }
-
-
 def load_source(
     spec_or_name: SourceSpec | str, path: str | os.PathLike[str] | None = None
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -435,7 +422,7 @@ def load_source(
     manifest = {
         "name": spec.name,
         "kind": spec.kind,
-        "source": _origin_record(spec, local),
+        "source": origin_record(spec, local),
         "fields": {
             "prompt": spec.prompt_field,
             "prompt_format": spec.prompt_format,
