@@ -241,3 +241,12 @@ def test_study_entries_pick_a_registry_spec_or_define_their_own(tmp_path: Path) 
         spec_from_config("x", {"registry": "math501"})
     with pytest.raises(QuagmireError, match=r"eval.benchmarks.mystery: not a registered benchmark"):
         spec_from_config("mystery", {})
+
+
+def test_an_unreadable_line_keeps_its_row_number(tmp_path: Path) -> None:
+    """Problem ids numbered by row must not shift when an earlier line of the file is broken."""
+    path = tmp_path / "b.jsonl"
+    path.write_text('{"problem": "a", "answer": "1"}\n{not json\n{"problem": "c", "answer": "3"}\n')
+    frame, manifest = load_benchmark(BenchmarkSpec("toy", path=str(path)))
+    assert frame["problem_id"].tolist() == ["toy-00000", "toy-00002"]
+    assert manifest["rows"] == {"read": 3, "kept": 2, "dropped": {"invalid_json": 1}}

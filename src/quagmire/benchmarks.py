@@ -31,9 +31,8 @@ import pandas as pd
 
 from quagmire.errors import QuagmireError
 from quagmire.grade import extract_boxed
-from quagmire.io import write_json, write_parquet
 from quagmire.provenance import require_pinned
-from quagmire.records import is_missing, local_records, origin_record, with_overrides
+from quagmire.records import Record, is_missing, local_records, origin_record, with_overrides, write_with_manifest
 
 UNPINNED = "main"  # placeholder revision; a config must replace it with a dataset commit
 ID_WIDTH = 5  # digits a numeric id is zero-padded to, so ids sort in source order
@@ -325,12 +324,19 @@ def _check_columns(records: list[dict[str, Any]], spec: BenchmarkSpec, origin: s
         )
 
 
-def normalize_rows(records: list[dict[str, Any]], spec: BenchmarkSpec, source: str) -> tuple[pd.DataFrame, Counter]:
-    """The normalized frame of `records` and the count of dropped rows by reason."""
-    _check_columns(records, spec, source)
+def normalize_rows(records: list[Record], spec: BenchmarkSpec, source: str) -> tuple[pd.DataFrame, Counter]:
+    """The normalized frame of `records` and the count of dropped rows by reason.
+
+    A record that could not be read is its reason (`records.Record`); it keeps its row number, so an unreadable
+    line never shifts the ids of the problems after it.
+    """
+    _check_columns([row for row in records if isinstance(row, dict)], spec, source)
     dropped: Counter[str] = Counter()
     rows = []
     for index, row in enumerate(records):
+        if isinstance(row, str):
+            dropped[row] += 1
+            continue
         prompt, why = _problem_text(row, spec)
         answer, why_answer = _gold_answer(row.get(spec.answer_field), spec.answer_kind)
         key = _id_key(row.get(spec.id_field)) if spec.id_field else f"{index:0{ID_WIDTH}d}"
@@ -367,16 +373,13 @@ def load_benchmark(
     spec = get_benchmark(spec_or_name) if isinstance(spec_or_name, str) else spec_or_name
     local = Path(path) if path is not None else Path(spec.path) if spec.path else None
     if local is not None:
-        rows = list(local_records(local, f"benchmark {spec.name}"))
-        records = [row for row in rows if isinstance(row, dict)]
-        unreadable = Counter(row for row in rows if isinstance(row, str))
+        records: list[Record] = list(local_records(local, f"benchmark {spec.name}"))
         origin = local.name
     else:
-        records, unreadable = _read_hub(spec), Counter()
+        records = list(_read_hub(spec))
         origin = f"{spec.hub_id}@{spec.revision}"
     frame, dropped = normalize_rows(records, spec, origin)
-    dropped.update(unreadable)
-    n_read = len(records) + sum(unreadable.values())
+    n_read = len(records)
     if frame.empty:
         detail = ", ".join(f"{k}: {v}" for k, v in sorted(dropped.items())) or "the source is empty"
         raise QuagmireError(f"benchmark {spec.name}: no usable rows in {origin} (read {n_read}; {detail})")
@@ -396,7 +399,4 @@ def load_benchmark(
     return frame, manifest
 
 
-def write_benchmark(frame: pd.DataFrame, manifest: Mapping[str, Any], out_parquet: str | os.PathLike[str]) -> None:
-    """Write the frame (manifest stored in its Parquet metadata) and `<out>.manifest.json`, each atomically."""
-    write_parquet(out_parquet, frame, metadata=dict(manifest))
-    write_json(f"{os.fspath(out_parquet)}.manifest.json", dict(manifest))
+write_benchmark = write_with_manifest  # the frame, with its manifest in the metadata and beside it

@@ -33,13 +33,12 @@ from quagmire.grade import GradingPool, make_correctness_reward
 from quagmire.provenance import lineage
 from quagmire.training import (
     TRAINER_SCRATCH,
-    aligned_logging_steps,
     checkpoint_step,
-    fixed_trainer_args,
     has_chat_template,
     load_for_training,
     per_device_batch,
     publish_checkpoint,
+    resumable_trainer_args,
     run_fingerprint,
     scratch_dir,
     train_resumably,
@@ -148,7 +147,7 @@ def generation_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
         log.warning("rl.use_vllm is set but no GPU is visible: generating with Hugging Face generate instead")
         return {"use_vllm": False}
     if importlib.util.find_spec("vllm") is None:
-        raise QuagmireError("rl.use_vllm is set but vllm is not installed: install it (envs/train.yaml) or unset it")
+        raise QuagmireError("rl.use_vllm is set but vllm is not installed: use envs/vllm.yaml on GPU nodes or unset it")
     return {
         "use_vllm": True,
         "vllm_mode": "colocate",
@@ -165,7 +164,6 @@ def grpo_config(settings: Mapping[str, Any], output_dir: Path):  # -> trl.GRPOCo
     from trl import GRPOConfig
 
     group = settings["group_size"]
-    save_steps = int(settings.get("save_steps", DEFAULT_SAVE_STEPS))
     return GRPOConfig(
         output_dir=str(output_dir),
         learning_rate=settings["lr"],
@@ -189,12 +187,7 @@ def grpo_config(settings: Mapping[str, Any], output_dir: Path):  # -> trl.GRPOCo
         shuffle_dataset=False,  # rl_schedule fixed the order
         reward_weights=reward_weights(settings),
         **generation_settings(settings),
-        **fixed_trainer_args(
-            settings["seed"],
-            logging_steps=aligned_logging_steps(LOGGING_STEPS, save_steps),
-            save_steps=save_steps,
-            save_total_limit=int(settings.get("save_total_limit", 2)),
-        ),
+        **resumable_trainer_args(settings, LOGGING_STEPS, DEFAULT_SAVE_STEPS),
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -111,3 +112,11 @@ def origin_record(spec: Any, path: Path | None) -> dict[str, Any]:
         return {"kind": "local", "path": str(path), "bytes": path.stat().st_size, "sha256": sha256_file(path)}
     return {"kind": "hub", "dataset": spec.hub_id, "config": spec.config, "revision": spec.revision,
             "split": spec.split}
+
+
+def write_with_manifest(frame: Any, manifest: Mapping[str, Any], out_parquet: str | os.PathLike[str]) -> None:
+    """Write the frame (manifest stored in its Parquet metadata) and `<out>.manifest.json`, each atomically."""
+    from quagmire.io import write_json, write_parquet
+
+    write_parquet(out_parquet, frame, metadata=dict(manifest))
+    write_json(f"{os.fspath(out_parquet)}.manifest.json", dict(manifest))

@@ -26,14 +26,13 @@ from quagmire.errors import QuagmireError
 from quagmire.provenance import lineage
 from quagmire.training import (
     TRAINER_SCRATCH,
-    aligned_logging_steps,
     checkpoint_step,
-    fixed_trainer_args,
     has_chat_template,
     load_for_training,
     mean_logged_loss,
     per_device_batch,
     publish_checkpoint,
+    resumable_trainer_args,
     run_fingerprint,
     scratch_dir,
     train_resumably,
@@ -82,7 +81,6 @@ def sft_config(settings: Mapping[str, Any], output_dir: Path):  # -> trl.SFTConf
     from trl import SFTConfig
 
     grad_accum = int(settings.get("gradient_accumulation_steps", 1))
-    save_steps = int(settings.get("save_steps", DEFAULT_SAVE_STEPS))
     return SFTConfig(
         output_dir=str(output_dir),
         num_train_epochs=settings["epochs"],
@@ -95,12 +93,7 @@ def sft_config(settings: Mapping[str, Any], output_dir: Path):  # -> trl.SFTConf
         max_length=settings["max_length"],
         completion_only_loss=True,
         packing=False,
-        **fixed_trainer_args(
-            settings["seed"],
-            logging_steps=aligned_logging_steps(LOGGING_STEPS, save_steps),
-            save_steps=save_steps,
-            save_total_limit=int(settings.get("save_total_limit", 2)),
-        ),
+        **resumable_trainer_args(settings, LOGGING_STEPS, DEFAULT_SAVE_STEPS),
     )
 
 

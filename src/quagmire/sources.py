@@ -40,9 +40,8 @@ import pandas as pd
 from quagmire.benchmarks import ANSWER_BOXED, ANSWER_TEXT, UNPINNED
 from quagmire.errors import QuagmireError
 from quagmire.grade import extract_boxed
-from quagmire.io import write_json, write_parquet
 from quagmire.provenance import require_pinned
-from quagmire.records import Record, is_missing, local_records, origin_record, with_overrides
+from quagmire.records import Record, is_missing, local_records, origin_record, with_overrides, write_with_manifest
 
 SCHEMA = ("problem_id", "prompt", "response", "answer", "source", "source_row")
 ROW_ID_WIDTH = 8  # digits of the row number in a problem_id: sorts in source order up to 100M rows
@@ -442,7 +441,4 @@ def load_source(
     return frame, manifest
 
 
-def write_source(frame: pd.DataFrame, manifest: Mapping[str, Any], out_parquet: str | os.PathLike[str]) -> None:
-    """Write the frame (manifest stored in its Parquet metadata) and `<out>.manifest.json`, each atomically."""
-    write_parquet(out_parquet, frame, metadata=dict(manifest))
-    write_json(f"{os.fspath(out_parquet)}.manifest.json", dict(manifest))
+write_source = write_with_manifest  # the frame, with its manifest in the metadata and beside it

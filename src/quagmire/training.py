@@ -117,6 +117,20 @@ def fixed_trainer_args(
     }
 
 
+def resumable_trainer_args(
+    settings: Mapping[str, Any], logging_steps: int, default_save_steps: int
+) -> dict[str, Any]:
+    """`fixed_trainer_args` for a run that checkpoints: `save_steps` and `save_total_limit` from its settings
+    (schema defaults; the fallbacks serve direct library calls), logging aligned to the checkpoints."""
+    save_steps = int(settings.get("save_steps", default_save_steps))
+    return fixed_trainer_args(
+        settings["seed"],
+        logging_steps=aligned_logging_steps(logging_steps, save_steps),
+        save_steps=save_steps,
+        save_total_limit=int(settings.get("save_total_limit", DEFAULT_SAVE_TOTAL_LIMIT)),
+    )
+
+
 def load_for_training(model_dir: Path, data: Path, what: str, threads: int = 1) -> tuple[pd.DataFrame, Any, Any]:
     """The training rows (`what` names them in errors), the saved tokenizer and the model, in fp32."""
     import torch
