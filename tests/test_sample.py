@@ -16,14 +16,13 @@ import pandas as pd
 import pytest
 
 from quagmire.errors import QuagmireError
-from quagmire.io import read_parquet_metadata, write_parquet
+from quagmire.io import partial_dir, read_parquet_metadata, write_parquet
 from quagmire.sample import (
     SAMPLE_COLUMNS,
     CallStore,
     HFBackend,
     SamplingSettings,
     gather_samples,
-    partial_folder,
     render_prompts,
     sample_benchmark,
     sample_to_file,
@@ -173,7 +172,7 @@ def test_sharded_and_gathered_samples_equal_one_unsharded_run(
     shards = [tmp_path / f"s{i}.parquet" for i in range(3)]
     for i, path in enumerate(shards):
         sample_to_file(tiny_base, bench, path, SETTINGS, shard=i, shards=3, progress=False)
-        assert not partial_folder(path).exists(), "a finished shard removes its partial calls"
+        assert not partial_dir(path).exists(), "a finished shard removes its partial calls"
     gathered = tmp_path / "gathered.parquet"
     meta = gather_samples(list(reversed(shards)), bench, gathered)  # any order of files
     pd.testing.assert_frame_equal(pd.read_parquet(gathered), pd.read_parquet(whole))
@@ -231,7 +230,7 @@ def test_resume_reads_finished_calls_and_draws_only_the_rest(
     monkeypatch.setattr(sample, "draw_call", dies_after_two)
     with pytest.raises(KeyboardInterrupt):
         sample_to_file(tiny_base, bench, out, SETTINGS, progress=False)
-    assert not out.exists() and len(list(partial_folder(out).glob("call-*.parquet"))) == 2
+    assert not out.exists() and len(list(partial_dir(out).glob("call-*.parquet"))) == 2
 
     def counted(backend, problems, prompts, settings, call):  # noqa: ANN001
         drawn.append(call)
@@ -262,7 +261,7 @@ def test_sigkilled_sampling_job_resumes_without_redrawing(
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 120
     try:
-        while len(list(partial_folder(out).glob("call-*.parquet"))) < 5:
+        while len(list(partial_dir(out).glob("call-*.parquet"))) < 5:
             if proc.poll() is not None:
                 pytest.fail("the sampling job finished before it could be killed (make it longer)")
             if time.monotonic() > deadline:
@@ -272,14 +271,14 @@ def test_sigkilled_sampling_job_resumes_without_redrawing(
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     assert not out.exists(), "a killed sampling job must not leave its output"
-    done_before = len(list(partial_folder(out).glob("call-*.parquet")))
+    done_before = len(list(partial_dir(out).glob("call-*.parquet")))
     assert 5 <= done_before < 120
 
     rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
     assert f"resuming: {done_before} of 120 calls already drawn" in rerun.stderr
     assert read_parquet_metadata(out)["shard"]["resumed_calls"] == done_before
-    assert not partial_folder(out).exists()
+    assert not partial_dir(out).exists()
 
     reference = tmp_path / "reference.parquet"
     sample_to_file(tiny_base, bench, reference, settings, progress=False)

@@ -21,6 +21,7 @@ import torch
 from transformers import TrainerCallback
 
 from quagmire.errors import QuagmireError
+from quagmire.io import partial_dir
 from quagmire.provenance import sha256_file
 from quagmire.training import (
     COMPLETE_MARKER,
@@ -28,7 +29,6 @@ from quagmire.training import (
     checkpoint_is_complete,
     checkpoint_step,
     last_complete_checkpoint,
-    scratch_dir,
 )
 
 SFT_SETTINGS = {
@@ -124,7 +124,7 @@ def test_sft_checkpoint_is_a_loadable_model_with_its_tokenizer(sft_checkpoint: P
     tokenizer = load_tokenizer(sft_checkpoint)
     assert model.config.vocab_size == len(tokenizer)
     assert not (sft_checkpoint / TRAINER_SCRATCH).exists(), "trainer scratch must not be left in the checkpoint"
-    assert not scratch_dir(sft_checkpoint).exists(), "a finished run removes its scratch folder"
+    assert not partial_dir(sft_checkpoint).exists(), "a finished run removes its scratch folder"
 
 
 def test_sft_writes_the_resolved_trainer_config(sft_checkpoint: Path) -> None:
@@ -165,7 +165,7 @@ def test_grpo_trains_from_an_sft_checkpoint_with_the_configured_group(
     assert all("reward" in row for row in stats["history"])
     lineage = json.loads((out / "lineage.json").read_text())
     assert lineage["parent"]["lineage"]["kind"] == "sft", "the GRPO lineage must embed its SFT parent's"
-    assert not scratch_dir(out).exists()
+    assert not partial_dir(out).exists()
 
 
 def test_grpo_rejects_prompts_without_gold_answers(sft_checkpoint: Path, tmp_path: Path) -> None:
@@ -176,7 +176,7 @@ def test_grpo_rejects_prompts_without_gold_answers(sft_checkpoint: Path, tmp_pat
     with pytest.raises(QuagmireError, match="answer"):
         train_grpo(sft_checkpoint, prompts, tmp_path / "out", RL_SETTINGS)
     assert not (tmp_path / "out").exists()
-    assert not scratch_dir(tmp_path / "out").exists()
+    assert not partial_dir(tmp_path / "out").exists()
 
 
 # --- resumption after SIGKILL ---------------------------------------------------------------------------------
@@ -188,7 +188,7 @@ def _kill_after_checkpoint(
     """Run the DRIVER on `spec` (with `launcher`: python or torchrun), wait until checkpoint `step` is complete
     on disk, then SIGKILL the job and everything it started."""
     out = Path(spec["out"])
-    trainer_dir = scratch_dir(out) / TRAINER_SCRATCH
+    trainer_dir = partial_dir(out) / TRAINER_SCRATCH
     driver = out.parent / "driver.py"
     driver.parent.mkdir(parents=True, exist_ok=True)
     driver.write_text(DRIVER)
@@ -276,7 +276,7 @@ def test_killed_sft_resumes_to_the_same_checkpoint(
         {"kind": "sft", "parent": str(tiny_base), "data": str(sft_data), "out": str(out), "settings": settings}, 6
     )
     assert not out.exists(), "a killed SFT job must not leave its output folder"
-    trainer_dir = scratch_dir(out) / TRAINER_SCRATCH
+    trainer_dir = partial_dir(out) / TRAINER_SCRATCH
     resume_from = checkpoint_step(last_complete_checkpoint(trainer_dir))
     assert resume_from == 6
     half = _fake_half_written_checkpoint(trainer_dir, 8)
@@ -287,7 +287,7 @@ def test_killed_sft_resumes_to_the_same_checkpoint(
     assert resumed["resumed_from_step"] == 6
     assert "resuming from step 6" in caplog.text
     assert "checkpoint-8 is incomplete" in caplog.text
-    assert not scratch_dir(out).exists()
+    assert not partial_dir(out).exists()
 
     reference = tmp_path / "sft" / "uninterrupted"
     uninterrupted = train_sft(tiny_base, sft_data, reference, settings)
@@ -348,7 +348,7 @@ def test_killed_two_process_sft_resumes_and_matches_one_process(
     spec = {"kind": "sft", "parent": str(tiny_base), "data": str(sft_data), "out": str(out), "settings": settings}
     _kill_after_checkpoint(spec, 2, launcher=TORCHRUN)
     assert not out.exists()
-    checkpoint = scratch_dir(out) / TRAINER_SCRATCH / "checkpoint-2"
+    checkpoint = partial_dir(out) / TRAINER_SCRATCH / "checkpoint-2"
     assert {"rng_state_0.pth", "rng_state_1.pth"} <= {p.name for p in checkpoint.iterdir()}, "one RNG state a rank"
     command = ["-m", "quagmire.cli", "sft", "--base", str(tiny_base), "--data", str(sft_data)]
     command += ["--settings", json.dumps(settings), "--out", str(out)]
@@ -362,7 +362,7 @@ def test_killed_two_process_sft_resumes_and_matches_one_process(
     reference = _weights(sft_checkpoint)
     for name, weight in _weights(out).items():
         torch.testing.assert_close(weight, reference[name], rtol=1e-4, atol=1e-6)
-    assert not scratch_dir(out).exists()
+    assert not partial_dir(out).exists()
 
 
 class _CrashAfter(TrainerCallback):
@@ -385,12 +385,12 @@ def test_a_partial_run_for_other_settings_is_discarded_not_resumed(
     settings = {**SFT_SETTINGS, "save_steps": 2}
     with pytest.raises(RuntimeError, match="simulated crash"):
         train_sft(tiny_base, sft_data, out, settings, callbacks=[_CrashAfter(2)])
-    assert checkpoint_step(last_complete_checkpoint(scratch_dir(out) / TRAINER_SCRATCH)) == 2
+    assert checkpoint_step(last_complete_checkpoint(partial_dir(out) / TRAINER_SCRATCH)) == 2
     with caplog.at_level(logging.INFO, logger="quagmire"):
         stats = train_sft(tiny_base, sft_data, out, {**settings, "lr": 2e-3})
     assert stats["resumed_from_step"] is None
     assert "discarding the partial run" in caplog.text and "settings" in caplog.text
-    assert stats["global_steps"] == 4 and not scratch_dir(out).exists()
+    assert stats["global_steps"] == 4 and not partial_dir(out).exists()
 
 
 def test_a_run_stopped_after_its_last_checkpoint_publishes_without_training_again(

@@ -101,7 +101,12 @@ def dedup_key(text: str) -> str:
 def ngram_words(text: str) -> list[str]:
     """The words decontamination compares: runs of letters and digits of the `_canonical` text (every symbol
     is a separator, so `\\frac{1}{2}` gives `frac 1 2`); recall first, since long n-grams rarely collide."""
-    return _WORD.findall(_canonical(text))
+    return _words(_canonical(text))
+
+
+def _words(canonical: str) -> list[str]:
+    """`ngram_words` of text already in `_canonical` form (the index computes it once for two uses)."""
+    return _WORD.findall(canonical)
 
 
 def _grams(words: Sequence[str], size: int) -> Iterable[tuple[str, ...]]:
@@ -276,7 +281,7 @@ class NgramIndex:
             self.labels.append((name, str(pid)))
             canonical = _canonical(text)
             self.exact.setdefault(_key_of_canonical(canonical), index)
-            words = tuple(_WORD.findall(canonical))
+            words = tuple(_words(canonical))
             if len(words) >= self.n:
                 grams = set(_grams(words, self.n))
                 for gram in grams:
@@ -320,7 +325,7 @@ class NgramIndex:
         if exact is not None:
             return BenchmarkMatch(*self.labels[exact], overlap=1.0, gram_size=None)
         best: tuple[float, int] | None = None
-        for index, count in self._hits(_WORD.findall(canonical)).items():
+        for index, count in self._hits(_words(canonical)).items():
             overlap = count / self.totals[index]
             if overlap >= threshold and (best is None or (overlap, -index) > (best[0], -best[1])):
                 best = (overlap, index)

@@ -30,6 +30,7 @@ import pandas as pd
 
 from quagmire.errors import QuagmireError
 from quagmire.grade import GradingPool, make_correctness_reward
+from quagmire.io import partial_dir
 from quagmire.provenance import lineage
 from quagmire.training import (
     TRAINER_SCRATCH,
@@ -40,7 +41,6 @@ from quagmire.training import (
     publish_checkpoint,
     resumable_trainer_args,
     run_fingerprint,
-    scratch_dir,
     train_resumably,
     training_callbacks,
 )
@@ -211,7 +211,7 @@ def train_grpo(
     schedule = rl_schedule(frame, settings["steps"], settings["prompts_per_step"], settings["seed"])
     fingerprint = run_fingerprint("grpo", settings, [prompts], model_dir)
     with GradingPool(workers=1, timeout_s=settings["grading_timeout_s"]) as pool:
-        args = grpo_config(settings, scratch_dir(out) / TRAINER_SCRATCH)
+        args = grpo_config(settings, partial_dir(out) / TRAINER_SCRATCH)
         trainer = GRPOTrainer(
             model=model,
             reward_funcs=reward_functions(settings, pool),

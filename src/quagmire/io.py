@@ -53,6 +53,14 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def partial_dir(out: str | os.PathLike[str]) -> Path:
+    """`<out>.partial`: where a resumable job keeps its progress (checkpoints, finished sampling calls) until
+    `out` is complete. It is never a declared output, so Snakemake neither takes it for a result nor deletes it
+    when the job fails; the job removes it once `out` is in place."""
+    out = Path(out)
+    return out.with_name(out.name + ".partial")
+
+
 def _umask() -> int:
     """The process umask (reading it requires setting it; restored at once)."""
     mask = os.umask(0)

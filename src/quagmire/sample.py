@@ -15,7 +15,7 @@ import logging
 import math
 import shutil
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import pandas as pd
 
 from quagmire.errors import QuagmireError
-from quagmire.io import atomic_path, read_parquet_metadata, write_parquet
+from quagmire.io import atomic_path, partial_dir, read_parquet_metadata, write_parquet
 from quagmire.provenance import fingerprint
 from quagmire.world.tokenizer import load_tokenizer
 
@@ -260,6 +260,24 @@ def _empty_samples() -> pd.DataFrame:
                          for c in SAMPLE_COLUMNS})
 
 
+def iter_calls(
+    backend: Backend,
+    problems: pd.DataFrame,
+    settings: SamplingSettings,
+    prompts: Sequence[str],
+    calls: Sequence[int],
+    progress: bool = True,
+    desc: str = "sampling",
+) -> Iterator[tuple[int, pd.DataFrame]]:
+    """(call, its samples) for each of `calls`, drawn one backend call at a time, with a progress bar."""
+    from tqdm import tqdm
+
+    if len(problems) != len(prompts):
+        raise QuagmireError("internal: one prompt per problem expected")
+    for call in tqdm(calls, desc=desc, unit="call", disable=not progress):
+        yield call, draw_call(backend, problems, prompts, settings, call)
+
+
 def sample_benchmark(
     backend: Backend,
     problems: pd.DataFrame,
@@ -268,15 +286,8 @@ def sample_benchmark(
     progress: bool = True,
 ) -> pd.DataFrame:
     """Draw `settings.n` completions per problem, `prompts_per_call` problems per backend call, in memory."""
-    from tqdm import tqdm
-
-    if len(problems) != len(prompts):
-        raise QuagmireError("internal: one prompt per problem expected")
     calls = shard_calls(len(problems), settings.prompts_per_call)
-    frames = [
-        draw_call(backend, problems, prompts, settings, call)
-        for call in tqdm(calls, desc="sampling", unit="call", disable=not progress)
-    ]
+    frames = [frame for _, frame in iter_calls(backend, problems, settings, prompts, calls, progress)]
     return pd.concat(frames, ignore_index=True) if frames else _empty_samples()
 
 
@@ -317,11 +328,6 @@ class CallStore:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def partial_folder(out: Path) -> Path:
-    """Where a sampling job keeps its finished calls until its output is written."""
-    return out.with_name(out.name + ".partial")
-
-
 def sample_to_file(
     model_dir: Path,
     benchmark: Path,
@@ -336,7 +342,6 @@ def sample_to_file(
 
     Resumable: calls finished by a previous, killed attempt with the same inputs are read back, not redrawn.
     """
-    from tqdm import tqdm
 
     problems = pd.read_parquet(benchmark)
     if problems.empty:
@@ -346,7 +351,7 @@ def sample_to_file(
     calls = shard_calls(len(problems), settings.prompts_per_call, shards, shard)
     key = fingerprint({"sampling": asdict(settings), "shard": shard, "shards": shards},
                       files=[benchmark], folders=[model_dir])
-    store = CallStore(partial_folder(out), key)
+    store = CallStore(partial_dir(out), key)
     pending = store.pending(calls)
     if len(pending) < len(calls):
         log.info("resuming: %d of %d calls already drawn by an earlier attempt", len(calls) - len(pending), len(calls))
@@ -354,8 +359,8 @@ def sample_to_file(
     drawn = 0
     if pending:
         backend = make_backend(settings, model_dir, threads=threads)
-        for call in tqdm(pending, desc=f"sampling shard {shard + 1}/{shards}", unit="call", disable=not progress):
-            frame = draw_call(backend, problems, prompts, settings, call)
+        desc = f"sampling shard {shard + 1}/{shards}"
+        for call, frame in iter_calls(backend, problems, settings, prompts, pending, progress, desc):
             store.save(call, frame)
             drawn += len(frame)
     seconds = time.monotonic() - start

@@ -23,6 +23,7 @@ import pandas as pd
 from transformers import TrainerCallback
 
 from quagmire.errors import QuagmireError
+from quagmire.io import partial_dir
 from quagmire.provenance import lineage
 from quagmire.training import (
     TRAINER_SCRATCH,
@@ -34,7 +35,6 @@ from quagmire.training import (
     publish_checkpoint,
     resumable_trainer_args,
     run_fingerprint,
-    scratch_dir,
     train_resumably,
     training_callbacks,
 )
@@ -131,7 +131,7 @@ def train_sft(
     frame, tokenizer, model = load_for_training(base, data, "SFT data", threads)
     dataset = prompt_completion_dataset(frame, tokenizer)
     fingerprint = run_fingerprint("sft", settings, [data], base)
-    args = sft_config(settings, scratch_dir(out) / TRAINER_SCRATCH)
+    args = sft_config(settings, partial_dir(out) / TRAINER_SCRATCH)
     trainer = SFTTrainer(
         model=model,
         args=args,

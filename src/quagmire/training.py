@@ -36,13 +36,12 @@ import pandas as pd
 from transformers import TrainerCallback
 
 from quagmire.errors import QuagmireError
-from quagmire.io import read_json, write_json
+from quagmire.io import partial_dir, read_json, write_json
 from quagmire.provenance import folder_identity, package_versions, sha256_file
 from quagmire.world.tokenizer import load_tokenizer
 
 log = logging.getLogger(__name__)
 
-PARTIAL_SUFFIX = ".partial"  # <out>.partial/ holds everything of an unfinished run
 TRAINER_SCRATCH = "trainer"  # the trainer's own output_dir inside the scratch folder (checkpoint-N/ live here)
 STAGING = "final"  # the finished model folder inside the scratch folder, renamed onto `out`
 FINGERPRINT_FILE = "fingerprint.json"
@@ -152,12 +151,6 @@ def has_chat_template(tokenizer: Any) -> bool:
 # --- run identity ---------------------------------------------------------------------------------------------
 
 
-def scratch_dir(out: Path) -> Path:
-    """`<out>.partial`: where an unfinished run of `out` keeps its checkpoints."""
-    out = Path(out)
-    return out.with_name(out.name + PARTIAL_SUFFIX)
-
-
 def run_fingerprint(kind: str, settings: Mapping[str, Any], data: Sequence[Path], parent: Path) -> dict[str, Any]:
     """What makes two attempts the same run: resuming is only correct if every part of this is equal."""
     record = {
@@ -262,7 +255,7 @@ def resume_point(trainer: Any, out: Path, fingerprint: Mapping[str, Any]) -> Pat
     A partial folder from a different run (another fingerprint) is discarded; half-written checkpoints are
     removed. Call it after the trainer is built (which sets up the processes of a distributed run).
     """
-    scratch = scratch_dir(out)
+    scratch = partial_dir(out)
     trainer_dir = scratch / TRAINER_SCRATCH
     if trainer.is_world_process_zero():
         _discard_if_stale(scratch, fingerprint)
@@ -362,7 +355,7 @@ def publish_checkpoint(
     one killed after it leaves a finished `out` and a scratch folder that the next attempt replaces.
     """
     out = Path(out)
-    scratch = scratch_dir(out)
+    scratch = partial_dir(out)
     staging = scratch / STAGING
     if trainer.is_world_process_zero():
         shutil.rmtree(staging, ignore_errors=True)
