@@ -102,6 +102,16 @@ def one_of(names):
     return "|".join(re.escape(n) for n in names) if names else "(?!)"
 
 
+def benchmark_pairs(key):
+    """A params function: NAME=PATH for each benchmark, from the input named `key` (listed in BENCHMARKS order)."""
+    return lambda wildcards, input: " ".join(f"{b}={p}" for b, p in zip(BENCHMARKS, input[key], strict=True))
+
+
+def source_where(wildcards):
+    """The config entry a raw source file comes from, as error messages name it."""
+    return "data.sft" if wildcards.kind == "sft" else f"data.rl[{RL_SOURCES.index(wildcards.name)}]"
+
+
 def source_entry(wildcards):
     """The data.sft or data.rl entry that the raw file {kind}-{name} is read from."""
     if wildcards.kind == "sft":

@@ -13,7 +13,7 @@ rule source:
         kind="sft|rl",
     params:
         settings=source_settings,
-        where=lambda w: "data.sft" if w.kind == "sft" else f"data.rl[{RL_SOURCES.index(w.name)}]",
+        where=source_where,
     log:
         f"{LOGS}/data/source-{{kind}}-{{name}}.log",
     conda:
@@ -37,7 +37,7 @@ rule filter_sft:
         manifest=f"{R}/data/clean/sft.manifest.json",
     params:
         settings=as_json(config["data"]["filters"]),
-        benchmarks=lambda w, input: " ".join(f"{b}={p}" for b, p in zip(BENCHMARKS, input.benchmarks)),
+        benchmarks=benchmark_pairs("benchmarks"),
     log:
         f"{LOGS}/data/filter-sft.log",
     conda:
@@ -83,7 +83,7 @@ rule filter_rl:
         manifest=f"{R}/data/clean/rl.manifest.json",
     params:
         settings=as_json(config["data"]["filters"]),
-        benchmarks=lambda w, input: " ".join(f"{b}={p}" for b, p in zip(BENCHMARKS, input.benchmarks)),
+        benchmarks=benchmark_pairs("benchmarks"),
     log:
         f"{LOGS}/data/filter-rl.log",
     conda:

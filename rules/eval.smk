@@ -93,7 +93,7 @@ rule score:
     output:
         f"{R}/eval/{{stage}}/{{run}}/metrics.json",
     params:
-        grades=lambda w, input: " ".join(f"{b}={p}" for b, p in zip(BENCHMARKS, input.grades)),
+        grades=benchmark_pairs("grades"),
         extra_ks=" ".join(str(k) for k in config["eval"]["extra_ks"]),
         bootstrap=config["eval"]["bootstrap"],
     log:

@@ -32,7 +32,15 @@ import pandas as pd
 from quagmire.errors import QuagmireError
 from quagmire.grade import extract_boxed
 from quagmire.provenance import require_pinned
-from quagmire.records import Record, is_missing, local_records, origin_record, with_overrides, write_with_manifest
+from quagmire.records import (
+    Record,
+    is_missing,
+    local_records,
+    origin_record,
+    spec_values,
+    with_overrides,
+    write_with_manifest,
+)
 
 UNPINNED = "main"  # placeholder revision; a config must replace it with a dataset commit
 ID_WIDTH = 5  # digits a numeric id is zero-padded to, so ids sort in source order
@@ -172,8 +180,7 @@ def spec_from_config(name: str, settings: Mapping[str, Any]) -> BenchmarkSpec:
             f"eval.benchmarks.{name}: not a registered benchmark ({', '.join(sorted(BENCHMARKS))}); give "
             f"`registry: <one of those>`, or a `hub_id` or `path` with its field mapping"
         )
-    values = {key: tuple(value) if isinstance(value, list) else value for key, value in values.items()}
-    return BenchmarkSpec(name=name, **values)
+    return BenchmarkSpec(name=name, **spec_values(values))
 
 
 # --------------------------------------------------------------------------- reading sources

@@ -89,18 +89,20 @@ def is_missing(value: Any) -> bool:
 
 
 def with_overrides(spec: Spec, overrides: Mapping[str, Any] | None, what: str) -> Spec:
-    """`spec` (a frozen dataclass) with config `overrides`; a key that is not one of its fields is an error.
-
-    Lists become tuples, the type the specs' sequence fields have.
-    """
+    """`spec` (a frozen dataclass) with config `overrides`; a key that is not one of its fields is an error."""
     if not overrides:
         return spec
     allowed = {f.name for f in dataclasses.fields(spec)} - {"name"}  # type: ignore[arg-type]
     unknown = sorted(set(overrides) - allowed)
     if unknown:
         raise QuagmireError(f"{what}: unknown setting(s) {unknown}; allowed: {sorted(allowed)}")
-    values = {key: tuple(value) if isinstance(value, list) else value for key, value in overrides.items()}
-    return dataclasses.replace(spec, **values)  # type: ignore[type-var]
+    return dataclasses.replace(spec, **spec_values(overrides))  # type: ignore[type-var]
+
+
+def spec_values(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Config values as spec fields: YAML lists become tuples, the type of the specs' sequence fields (frozen
+    dataclasses must stay hashable)."""
+    return {key: tuple(value) if isinstance(value, list) else value for key, value in settings.items()}
 
 
 def origin_record(spec: Any, path: Path | None) -> dict[str, Any]:

@@ -41,7 +41,15 @@ from quagmire.benchmarks import ANSWER_BOXED, ANSWER_TEXT, UNPINNED
 from quagmire.errors import QuagmireError
 from quagmire.grade import extract_boxed
 from quagmire.provenance import require_pinned
-from quagmire.records import Record, is_missing, local_records, origin_record, with_overrides, write_with_manifest
+from quagmire.records import (
+    Record,
+    is_missing,
+    local_records,
+    origin_record,
+    spec_values,
+    with_overrides,
+    write_with_manifest,
+)
 
 SCHEMA = ("problem_id", "prompt", "response", "answer", "source", "source_row")
 ROW_ID_WIDTH = 8  # digits of the row number in a problem_id: sorts in source order up to 100M rows
@@ -189,8 +197,7 @@ def source_from_config(settings: Mapping[str, Any], kind: str, where: str) -> So
             f"{where}: {name!r} is not a registered source ({', '.join(sorted(SOURCES))}); give a hub_id or a "
             "path with its field mapping"
         )
-    values = {key: tuple(value) if isinstance(value, list) else value for key, value in values.items()}
-    return SourceSpec(name=name, kind=kind, **values)
+    return SourceSpec(name=name, kind=kind, **spec_values(values))
 
 
 # --------------------------------------------------------------------------- reading records
