@@ -330,3 +330,14 @@ def test_unpinned_hub_inputs_are_listed_by_their_config_entry(schema):
         "eval": {"benchmarks": {"aime25": {}, "math500": {"path": "x.jsonl"}}},
     }, schema)
     assert unpinned_hub_inputs(config) == ["data.sft", "data.rl[1]", "eval.benchmarks.aime25"]
+
+
+def test_hub_data_needs_its_sources_and_unique_rl_names(schema):
+    hub = {"study": "t", "data": {"source": "hub", "rl": [{"name": "math_train"}]}}
+    assert "eval.benchmarks is empty (world.benchmarks is not used with data.source 'hub')" in _error(hub)
+    hub["eval"] = {"benchmarks": {"math500": {}}}
+    assert "data.source 'hub' needs data.sft" in _error(hub)
+    twice = {"study": "t", "eval": hub["eval"], "data": {"source": "hub", "sft": {"name": "nemotron_math"},
+                                                         "rl": [{"name": "deepscaler"}, {"name": "deepscaler"}]}}
+    assert "data.rl names must be unique" in _error(twice)
+    assert "data.rl[0].paht" in _error({"study": "t", "data": {"rl": [{"name": "x", "paht": "p"}]}})

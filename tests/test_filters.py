@@ -310,3 +310,16 @@ def test_the_heldout_split_is_disjoint_by_id_and_normalized_prompt_and_seeded() 
 def test_a_heldout_size_that_leaves_no_pool_is_an_error() -> None:
     with pytest.raises(QuagmireError, match="held-out size"):
         split_heldout(frame_of(["A?", "B?"]), 2, seed=0)
+
+
+def test_filter_files_refuses_raw_files_of_two_kinds(tmp_path: Path) -> None:
+    from quagmire.filters import filter_files
+    from quagmire.io import write_parquet
+
+    row = {"problem_id": "a-1", "prompt": "p", "response": "", "answer": "1", "source": "s", "source_row": 0}
+    write_parquet(tmp_path / "sft.parquet", pd.DataFrame([row]), metadata={"kind": "sft"})
+    write_parquet(tmp_path / "rl.parquet", pd.DataFrame([row]), metadata={"kind": "rl"})
+    outs = [tmp_path / "clean.parquet", tmp_path / "audit.parquet", tmp_path / "manifest.json"]
+    with pytest.raises(QuagmireError, match=r"must be of one kind \(sft, rl\); got \['rl', 'sft'\]"):
+        filter_files([tmp_path / "sft.parquet", tmp_path / "rl.parquet"], {}, tmp_path, None, *outs)
+    assert not any(path.exists() for path in outs)

@@ -296,3 +296,20 @@ def test_write_source_stores_the_manifest_beside_and_inside_the_file(tmp_path: P
     assert read_parquet_metadata(out)["name"] == "math_train"
     saved = read_json(f"{out}.manifest.json")
     assert saved["source"]["sha256"] == sha256_file(path) and saved["rows"]["kept"] == 2
+
+
+def test_config_entries_name_a_registered_source_of_the_right_kind_or_define_their_own(tmp_path: Path) -> None:
+    from quagmire.sources import source_from_config
+
+    spec = source_from_config({"name": "math_train", "path": "m.jsonl", "keep_fields": ["level"]}, "rl", "data.rl[0]")
+    assert (spec.kind, spec.path, spec.keep_fields) == ("rl", "m.jsonl", ("level",))
+    own = source_from_config({"name": "mine", "path": "x.jsonl", "response_field": "r"}, "sft", "data.sft")
+    assert (own.name, own.kind, own.response_field) == ("mine", "sft", "r")
+    with pytest.raises(QuagmireError, match=r"data.sft: source 'deepscaler' is rl data, listed here as sft data"):
+        source_from_config({"name": "deepscaler"}, "sft", "data.sft")
+    with pytest.raises(QuagmireError, match=r"data.rl\[1\]: 'mystery' is not a registered source"):
+        source_from_config({"name": "mystery"}, "rl", "data.rl[1]")
+    with pytest.raises(QuagmireError, match=r"data.rl\[0\]: needs a name"):
+        source_from_config({"path": "x.jsonl"}, "rl", "data.rl[0]")
+    with pytest.raises(QuagmireError, match=r"source math_train: unknown setting\(s\) \['paht'\]"):
+        source_from_config({"name": "math_train", "paht": "m.jsonl"}, "rl", "data.rl[0]")

@@ -116,6 +116,9 @@ def _check_semantics(config: Mapping[str, Any], source: str) -> None:
     data, real = config["data"], config["eval"]["benchmarks"]
     world = config["world"]["benchmarks"] if data["source"] == "world" else {}
     if not world and not real:
+        if data["source"] == "hub":
+            fail("no benchmark to evaluate on: eval.benchmarks is empty (world.benchmarks is not used with "
+                 "data.source 'hub')")
         fail("no benchmark to evaluate on (world.benchmarks and eval.benchmarks are both empty)")
     clash = sorted(set(world) & set(real))
     if clash:
