@@ -251,3 +251,25 @@ def test_atomic_writes_respect_the_umask(tmp_path):
         os.umask(old)
     assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "model").stat().st_mode & 0o777 == 0o755
+
+
+def test_a_partial_folder_is_kept_for_its_own_run_and_discarded_for_another(tmp_path, caplog):
+    import logging
+
+    from quagmire.io import claim_partial, partial_dir
+
+    folder = partial_dir(tmp_path / "out.parquet")
+    assert folder.name == "out.parquet.partial"
+    claim_partial(folder, {"sha256": "a", "settings": {"lr": 1}}, "progress")
+    (folder / "step-1").write_text("done")
+    claim_partial(folder, {"sha256": "a", "settings": {"lr": 1}}, "progress")
+    assert (folder / "step-1").exists()  # same run: progress kept
+    with caplog.at_level(logging.WARNING, logger="quagmire"):
+        claim_partial(folder, {"sha256": "b", "settings": {"lr": 2}}, "progress")
+    assert not (folder / "step-1").exists() and "changed: settings" in caplog.text
+    caplog.clear()
+    empty = tmp_path / "empty.partial"
+    (empty / "trainer").mkdir(parents=True)  # created by a trainer before any progress: no warning
+    with caplog.at_level(logging.WARNING, logger="quagmire"):
+        claim_partial(empty, {"sha256": "c"}, "progress")
+    assert caplog.text == "" and not (empty / "trainer").exists()

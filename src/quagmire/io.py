@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
+
+PARTIAL_STAMP = "fingerprint.json"  # in a partial_dir: which run its progress belongs to
 
 
 @contextlib.contextmanager
@@ -59,6 +64,36 @@ def partial_dir(out: str | os.PathLike[str]) -> Path:
     when the job fails; the job removes it once `out` is in place."""
     out = Path(out)
     return out.with_name(out.name + ".partial")
+
+
+def claim_partial(folder: str | os.PathLike[str], record: Mapping[str, Any], what: str) -> None:
+    """Make `folder` (a `partial_dir`) the progress folder of the run that `record` describes, keeping what an
+    earlier attempt at the same run left there and discarding anything left by another run.
+
+    `record` carries a "sha256" of everything the progress depends on (inputs, settings, parent model) and may
+    carry the parts it was computed from, which the warning then names when they differ. Progress from another
+    run is never resumed: it would mix two experiments in one result. A folder without any file holds no
+    progress and goes without a warning.
+    """
+    folder = Path(folder)
+    stamp = folder / PARTIAL_STAMP
+    if folder.exists():
+        try:
+            previous = read_json(stamp)
+        except (OSError, ValueError):
+            previous = None
+        if not (isinstance(previous, dict) and previous.get("sha256") == record["sha256"]):
+            if any(p.is_file() for p in folder.rglob("*")):
+                changed = (
+                    [k for k in record if k != "sha256" and previous.get(k) != record[k]]
+                    if isinstance(previous, dict)
+                    else ["no readable fingerprint"]
+                )
+                log.warning("discarding %s in %s: it was for other inputs or settings (changed: %s); starting fresh",
+                            what, folder, ", ".join(changed) or "unknown")
+            shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json(stamp, dict(record))
 
 
 def _umask() -> int:

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import pandas as pd
 
 from quagmire.errors import QuagmireError
-from quagmire.io import atomic_path, partial_dir, read_parquet_metadata, write_parquet
+from quagmire.io import claim_partial, partial_dir, read_parquet_metadata, write_parquet
 from quagmire.provenance import fingerprint
 from quagmire.world.tokenizer import load_tokenizer
 
@@ -302,14 +302,7 @@ class CallStore:
 
     def __init__(self, folder: Path, key: str) -> None:
         self.folder = folder
-        stamp = folder / "fingerprint"
-        if folder.exists() and (not stamp.exists() or stamp.read_text().strip() != key):
-            log.warning("discarding partial samples in %s: drawn with another model, benchmark or settings", folder)
-            shutil.rmtree(folder)
-        if not stamp.exists():
-            folder.mkdir(parents=True, exist_ok=True)
-            with atomic_path(stamp) as tmp:
-                tmp.write_text(key + "\n")
+        claim_partial(folder, {"sha256": key}, "partial samples")
 
     def path(self, call: int) -> Path:
         return self.folder / f"call-{call:06d}.parquet"
@@ -342,7 +335,6 @@ def sample_to_file(
 
     Resumable: calls finished by a previous, killed attempt with the same inputs are read back, not redrawn.
     """
-
     problems = pd.read_parquet(benchmark)
     if problems.empty:
         raise QuagmireError(f"benchmark {benchmark} has no problems")

@@ -36,7 +36,7 @@ import pandas as pd
 from transformers import TrainerCallback
 
 from quagmire.errors import QuagmireError
-from quagmire.io import partial_dir, read_json, write_json
+from quagmire.io import claim_partial, partial_dir, read_json, write_json
 from quagmire.provenance import folder_identity, package_versions, sha256_file
 from quagmire.world.tokenizer import load_tokenizer
 
@@ -44,7 +44,6 @@ log = logging.getLogger(__name__)
 
 TRAINER_SCRATCH = "trainer"  # the trainer's own output_dir inside the scratch folder (checkpoint-N/ live here)
 STAGING = "final"  # the finished model folder inside the scratch folder, renamed onto `out`
-FINGERPRINT_FILE = "fingerprint.json"
 COMPLETE_MARKER = "quagmire_complete.json"  # written into checkpoint-N/ after the trainer has saved all of it
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")  # the HF Trainer's checkpoint folder names
 DEFAULT_SAVE_TOTAL_LIMIT = 2  # the newest checkpoint may be half-written when killed; the one before is whole
@@ -258,9 +257,8 @@ def resume_point(trainer: Any, out: Path, fingerprint: Mapping[str, Any]) -> Pat
     scratch = partial_dir(out)
     trainer_dir = scratch / TRAINER_SCRATCH
     if trainer.is_world_process_zero():
-        _discard_if_stale(scratch, fingerprint)
+        claim_partial(scratch, fingerprint, "the partial run")
         trainer_dir.mkdir(parents=True, exist_ok=True)
-        write_json(scratch / FINGERPRINT_FILE, dict(fingerprint))
         shutil.rmtree(scratch / STAGING, ignore_errors=True)
         for checkpoint in list_checkpoints(trainer_dir):
             if not checkpoint_is_complete(checkpoint):
@@ -284,32 +282,6 @@ def train_resumably(trainer: Any, out: Path, fingerprint: Mapping[str, Any]) -> 
     start = time.monotonic()
     trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
     return resume, time.monotonic() - start
-
-
-def _discard_if_stale(scratch: Path, fingerprint: Mapping[str, Any]) -> None:
-    """Remove `scratch` unless it was left by an attempt at exactly this run."""
-    if not scratch.exists():
-        return
-    try:
-        previous = read_json(scratch / FINGERPRINT_FILE)
-    except (OSError, ValueError):
-        previous = None
-    if isinstance(previous, dict) and previous.get("sha256") == fingerprint["sha256"]:
-        return
-    if previous is None and not list_checkpoints(scratch / TRAINER_SCRATCH):
-        shutil.rmtree(scratch)  # nothing was trained yet (the trainer may have created its empty output_dir)
-        return
-    changed = (
-        [k for k in fingerprint if k != "sha256" and previous.get(k) != fingerprint[k]]
-        if isinstance(previous, dict)
-        else ["no readable fingerprint"]
-    )
-    log.warning(
-        "discarding the partial run in %s: it was for other inputs or settings (changed: %s); starting fresh",
-        scratch,
-        ", ".join(changed) or "unknown",
-    )
-    shutil.rmtree(scratch)
 
 
 def mean_logged_loss(history: Sequence[Mapping[str, Any]]) -> float | None:
