@@ -119,10 +119,13 @@ def source_entry(wildcards):
     return config["data"]["rl"][RL_SOURCES.index(wildcards.name)]
 
 
+def local_file(entry):
+    """The local file a config entry reads (an input: a changed file reruns its chain); nothing for the hub."""
+    return [entry["path"]] if entry.get("path") else []
+
+
 def source_input(wildcards):
-    """A local training file (a changed file reruns its chain); nothing for a hub dataset."""
-    path = source_entry(wildcards).get("path")
-    return [path] if path else []
+    return local_file(source_entry(wildcards))
 
 
 def source_settings(wildcards):
@@ -130,9 +133,7 @@ def source_settings(wildcards):
 
 
 def benchmark_source(wildcards):
-    """The local file a real benchmark is read from (a changed file reruns it); nothing for a hub dataset."""
-    path = config["eval"]["benchmarks"][wildcards.benchmark].get("path")
-    return [path] if path else []
+    return local_file(config["eval"]["benchmarks"][wildcards.benchmark])
 
 
 def benchmark_settings(wildcards):
