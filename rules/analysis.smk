@@ -1,5 +1,6 @@
 rule recipes_table:
     """One row per SFT recipe (subset, N, epochs, lr, comparison levels), for tables and figures."""
+    localrule: True  # cheap: runs on the submitting host, not as a cluster job
     output:
         f"{R}/tables/recipes.csv",
     params:
@@ -16,6 +17,7 @@ rule recipes_table:
 
 rule tidy_table:
     """Every run x stage x benchmark x metric, plus generalization losses: the one table figures read."""
+    localrule: True  # cheap: runs on the submitting host, not as a cluster job
     input:
         metrics=[f"{R}/eval/{stage}/{run}/metrics.json" for stage, run in evaluated_models()],
         genloss=expand("{R}/genloss/{recipe}.json", R=R, recipe=RECIPES),
@@ -36,6 +38,7 @@ rule tidy_table:
 
 rule predictors:
     """Predictors of post-RL accuracy (post-SFT score, generalization loss, pass@large k, both): R², ρ."""
+    localrule: True  # cheap: runs on the submitting host, not as a cluster job
     input:
         tidy=f"{R}/tables/tidy.csv",
         recipes=f"{R}/tables/recipes.csv",
@@ -58,6 +61,7 @@ rule predictors:
 
 rule plot:
     """One figure, drawn from the tidy table alone (a plot change never retrains a model)."""
+    localrule: True  # cheap: runs on the submitting host, not as a cluster job
     input:
         tidy=f"{R}/tables/tidy.csv",
         recipes=f"{R}/tables/recipes.csv",

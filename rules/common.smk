@@ -22,10 +22,19 @@ config.clear()
 config.update(_resolved)
 validate(config, Path(workflow.basedir) / "config" / "schema.yaml", set_default=True)
 
-# Without --use-conda, jobs run the `quagmire` CLI installed next to the interpreter running Snakemake (the
-# .venv of scripts/setup.sh), whatever the caller's PATH; with --use-conda, each rule's env provides it.
+# ---- The environment of every job: the one block with side effects on how jobs run -------------------------
+# Every job imports quagmire from this checkout's src/ (PYTHONPATH) and `quagmire` is `python -m quagmire`, so a
+# conda env only pins third-party packages: Snakemake copies env files into .snakemake/conda/ before creating
+# them, where no relative path back to this repository would resolve. Without --use-conda, `python` is the
+# interpreter running Snakemake (the .venv of scripts/setup.sh), whatever the caller's PATH.
+_job_env = (
+    "set -euo pipefail; "
+    f'export PYTHONPATH="{Path(workflow.basedir).resolve() / "src"}${{PYTHONPATH:+:$PYTHONPATH}}"; '
+    'quagmire() { python -m quagmire "$@"; }; '
+)
 if DeploymentMethod.CONDA not in workflow.deployment_settings.deployment_method:
-    shell.prefix(f'set -euo pipefail; export PATH="{os.path.dirname(sys.executable)}:$PATH"; ')
+    _job_env += f'export PATH="{os.path.dirname(sys.executable)}:$PATH"; '
+shell.prefix(_job_env.replace("{", "{{").replace("}", "}}"))  # Snakemake formats the prefix
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Nothing to download (every input is built in the DAG or a local file): jobs run offline, so a stray hub call fails
 # at once instead of hanging on a cluster node without network.

@@ -47,6 +47,7 @@ else:
 
     rule gather_samples:
         """Join a model's sample shards on one benchmark; fails unless every problem has n samples."""
+        localrule: True  # cheap: runs on the submitting host, not as a cluster job
         input:
             shards=expand(
                 "{R}/eval/{{stage}}/{{run}}/shards/{{benchmark}}.{shard}-of-{shards}.samples.parquet",
@@ -88,6 +89,7 @@ rule grade:
 
 rule score:
     """avg@n, pass@k (k = 1, 2, 4, ..., n), maj@n and status counts per benchmark, plus the macro average."""
+    localrule: True  # cheap: runs on the submitting host, not as a cluster job
     input:
         grades=expand("{R}/eval/{{stage}}/{{run}}/{benchmark}.grades.parquet", R=R, benchmark=BENCHMARKS),
     output:

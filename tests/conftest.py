@@ -77,3 +77,20 @@ def chat_base(tiny_base: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     tokenizer.chat_template = CHAT_TEMPLATE
     tokenizer.save_pretrained(out)
     return out
+
+
+@pytest.fixture(scope="session")
+def smoke_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The whole smoke DAG, run once per test session in a scratch folder: (workdir, configfile).
+
+    Session-scoped: the DAG tests dry-run their changes against it and the Slurm test compares its tables with it.
+    """
+    import shutil
+
+    from dagrun import snakemake
+
+    workdir = tmp_path_factory.mktemp("dag")
+    configfile = workdir / "smoke.yaml"
+    shutil.copy(REPO / "config" / "smoke.yaml", configfile)
+    snakemake(workdir, configfile)
+    return workdir, configfile

@@ -7,10 +7,6 @@ the finished results, so it shows exactly which jobs a change would rerun.
 from __future__ import annotations
 
 import json
-import re
-import shutil
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -18,79 +14,14 @@ import pandas as pd
 import pytest
 import yaml
 
+from dagrun import REPO, planned_jobs, snakemake, variant
 from quagmire.provenance import sha256_file
-
-REPO = Path(__file__).resolve().parents[1]
-SNAKEMAKE = Path(sys.executable).parent / "snakemake"
 
 pytestmark = pytest.mark.slow
 
 
-def snakemake(
-    workdir: Path, configfile: Path, *extra: str, check: bool = True
-) -> subprocess.CompletedProcess:
-    cmd = [
-        str(SNAKEMAKE),
-        "-s",
-        str(REPO / "Snakefile"),
-        "-d",
-        str(workdir),
-        "--configfile",
-        str(configfile),
-        "--cores",
-        "2",
-        *extra,
-    ]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-    if check and result.returncode != 0:
-        raise AssertionError(
-            f"snakemake failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-        )
-    return result
-
-
-def planned_jobs(workdir: Path, configfile: Path) -> Counter:
-    """Jobs per rule that a dry run would execute (empty when nothing is to be done)."""
-    result = snakemake(workdir, configfile, "-n")
-    text = result.stdout + result.stderr
-    if "Nothing to be done" in text:
-        return Counter()
-    table = text.split("Job stats:", 1)[1]
-    counts = Counter()
-    for line in table.splitlines()[3:]:
-        match = re.match(r"^(\w+)\s+(\d+)$", line.strip())
-        if not match:
-            break
-        counts[match.group(1)] = int(match.group(2))
-    counts.pop("total", None)
-    return counts
-
-
-def variant(base: Path, tmp: Path, name: str, change: dict) -> Path:
-    """A copy of the smoke config with one nested change."""
-    config = yaml.safe_load(base.read_text())
-    node = config
-    *parents, leaf = change["key"]
-    for key in parents:
-        node = node.setdefault(key, {})
-    node[leaf] = change["value"]
-    path = tmp / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
-@pytest.fixture(scope="module")
-def study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """Run the whole smoke DAG once in a scratch folder."""
-    workdir = tmp_path_factory.mktemp("dag")
-    configfile = workdir / "smoke.yaml"
-    shutil.copy(REPO / "config" / "smoke.yaml", configfile)
-    snakemake(workdir, configfile)
-    return workdir, configfile
-
-
-def test_smoke_study_produces_tables_and_figures(study: tuple[Path, Path]) -> None:
-    workdir, _ = study
+def test_smoke_study_produces_tables_and_figures(smoke_study: tuple[Path, Path]) -> None:
+    workdir, _ = smoke_study
     results = workdir / "results" / "smoke"
     tidy = pd.read_csv(results / "tables" / "tidy.csv")
     assert list(tidy.columns) == ["run", "stage", "benchmark", "metric", "value"]
@@ -116,21 +47,21 @@ def test_smoke_study_produces_tables_and_figures(study: tuple[Path, Path]) -> No
     assert (workdir / "logs" / "smoke" / "sft" / "random_n64_ep1.log").stat().st_size > 0
 
 
-def test_second_run_with_nothing_changed_runs_no_job(study: tuple[Path, Path]) -> None:
-    workdir, configfile = study
+def test_second_run_with_nothing_changed_runs_no_job(smoke_study: tuple[Path, Path]) -> None:
+    workdir, configfile = smoke_study
     assert planned_jobs(workdir, configfile) == Counter()
 
 
-def test_plot_setting_change_reruns_only_plot_rules(study: tuple[Path, Path], tmp_path: Path) -> None:
-    workdir, configfile = study
+def test_plot_setting_change_reruns_only_plot_rules(smoke_study: tuple[Path, Path], tmp_path: Path) -> None:
+    workdir, configfile = smoke_study
     changed = variant(configfile, tmp_path, "dpi", {"key": ["plots", "dpi"], "value": 61})
     assert planned_jobs(workdir, changed) == Counter({"plot": 6, "all": 1})
 
 
 def test_sft_setting_change_reruns_exactly_what_depends_on_sft(
-    study: tuple[Path, Path], tmp_path: Path
+    smoke_study: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    workdir, configfile = study
+    workdir, configfile = smoke_study
     changed = variant(configfile, tmp_path, "lr", {"key": ["sft", "defaults", "lr"], "value": 0.002})
     recipes, benchmarks = 4, 2
     evaluated = 2 * recipes  # post-SFT and post-RL of every recipe; never the base model or RL-from-base
@@ -152,8 +83,8 @@ def test_sft_setting_change_reruns_exactly_what_depends_on_sft(
     )
 
 
-def test_one_recipe_change_reruns_only_that_recipe_chain(study: tuple[Path, Path], tmp_path: Path) -> None:
-    workdir, configfile = study
+def test_one_recipe_change_reruns_only_that_recipe_chain(smoke_study: tuple[Path, Path], tmp_path: Path) -> None:
+    workdir, configfile = smoke_study
     changed = variant(
         configfile, tmp_path, "ep", {"key": ["sft", "recipes", "random_n64_ep2", "epochs"], "value": 3}
     )
@@ -192,13 +123,13 @@ def test_bad_config_fails_before_any_job_and_names_the_key(tmp_path: Path, chang
 
 
 def test_a_real_format_benchmark_is_normalized_sampled_in_shards_and_graded(
-    study: tuple[Path, Path], tmp_path: Path
+    smoke_study: tuple[Path, Path], tmp_path: Path
 ) -> None:
     """A GSM8K-format file through the `benchmark` rule, two `sample_shard` jobs, `gather_samples` and `grade`.
 
     Only this benchmark's jobs run: the base model and everything else of the finished smoke study are reused.
     """
-    workdir, configfile = study
+    workdir, configfile = smoke_study
     world = pd.read_parquet(workdir / "results" / "smoke" / "data" / "benchmarks" / "addsub2.parquet")
     source = tmp_path / "gsm8k_arith.jsonl"
     lines = [
@@ -248,11 +179,11 @@ def _hub_format_files(world: Path, folder: Path) -> dict[str, Path]:
 
 
 def test_paper_path_hub_model_and_hub_format_data_run_end_to_end(
-    study: tuple[Path, Path], tmp_path: Path
+    smoke_study: tuple[Path, Path], tmp_path: Path
 ) -> None:
     """data.source 'hub' and base_model.source 'hub' through real Snakemake, on files in the sources' formats:
     raw sources, audited filters, held-out split, SFT, GRPO, a registry benchmark, tables and figures."""
-    workdir, _ = study
+    workdir, _ = smoke_study
     files = _hub_format_files(workdir / "results" / "smoke" / "data", tmp_path)
     config = {
         "study": "hubsmoke",
