@@ -1,12 +1,12 @@
 rule recipes_table:
     """One row per SFT recipe (subset, N, epochs, lr, comparison levels), for tables and figures."""
-    localrule: True  # cheap: runs on the submitting host, not as a cluster job
     output:
         f"{R}/tables/recipes.csv",
     params:
-        settings=as_json({name: recipe_settings(config, name) for name in RECIPES}),
+        settings=recipes_settings,
     log:
         f"{LOGS}/analysis/recipes.log",
+    localrule: True  # cheap: runs on the submitting host, not as a cluster job
     conda:
         "../envs/analysis.yaml"
     resources:
@@ -17,17 +17,17 @@ rule recipes_table:
 
 rule tidy_table:
     """Every run x stage x benchmark x metric, plus generalization losses: the one table figures read."""
-    localrule: True  # cheap: runs on the submitting host, not as a cluster job
     input:
-        metrics=[f"{R}/eval/{stage}/{run}/metrics.json" for stage, run in evaluated_models()],
-        genloss=expand("{R}/genloss/{recipe}.json", R=R, recipe=RECIPES),
+        metrics=metrics_files,
+        genloss=genloss_files,
     output:
         f"{R}/tables/tidy.csv",
     params:
-        evals=" ".join(f"{stage}:{run}={R}/eval/{stage}/{run}/metrics.json" for stage, run in evaluated_models()),
-        genloss=" ".join(f"{recipe}={R}/genloss/{recipe}.json" for recipe in RECIPES),
+        evals=metrics_pairs,
+        genloss=genloss_pairs,
     log:
         f"{LOGS}/analysis/tidy.log",
+    localrule: True  # cheap: runs on the submitting host, not as a cluster job
     conda:
         "../envs/analysis.yaml"
     resources:
@@ -38,7 +38,6 @@ rule tidy_table:
 
 rule predictors:
     """Predictors of post-RL accuracy (post-SFT score, generalization loss, pass@large k, both): R², ρ."""
-    localrule: True  # cheap: runs on the submitting host, not as a cluster job
     input:
         tidy=f"{R}/tables/tidy.csv",
         recipes=f"{R}/tables/recipes.csv",
@@ -47,9 +46,10 @@ rule predictors:
         values=f"{R}/tables/predictor_values.csv",
         sweep=f"{R}/tables/passk_sweep.csv",
     params:
-        settings=as_json({**config["analysis"], "seed": config["seed"]}),
+        settings=lambda w: as_json({**study_config(w)["analysis"], "seed": study_config(w)["seed"]}),
     log:
         f"{LOGS}/analysis/predictors.log",
+    localrule: True  # cheap: runs on the submitting host, not as a cluster job
     conda:
         "../envs/analysis.yaml"
     resources:
@@ -61,19 +61,19 @@ rule predictors:
 
 rule plot:
     """One figure, drawn from the tidy table alone (a plot change never retrains a model)."""
-    localrule: True  # cheap: runs on the submitting host, not as a cluster job
     input:
         tidy=f"{R}/tables/tidy.csv",
         recipes=f"{R}/tables/recipes.csv",
     output:
         f"{R}/figures/{{figure}}.{{ext}}",
     params:
-        settings=as_json({k: v for k, v in config["plots"].items() if k != "figures"}),
+        settings=plot_settings,
     wildcard_constraints:
-        figure="|".join(FIGURES),
+        figure=FIGURE_NAMES,
         ext=r"png|pdf|svg",
     log:
         f"{LOGS}/figures/{{figure}}.{{ext}}.log",
+    localrule: True  # cheap: runs on the submitting host, not as a cluster job
     conda:
         "../envs/analysis.yaml"
     resources:

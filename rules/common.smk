@@ -1,26 +1,42 @@
-# Shared helpers: config validation (before any job starts), paths, and param builders.
-# Rules stay thin; everything here is naming and wiring, no study logic.
+# Shared helpers: config validation (before any job starts), the studies of this run, paths, and param builders.
+# Rules stay thin; everything here is naming and wiring, no study logic (that is in quagmire.studies/config).
+#
+# One DAG for any number of studies: every path has a {study} wildcard, and every setting a rule needs is looked
+# up in that study's validated config (STUDIES[wildcards.study]). A study config is a run of one study; a paper
+# config (`studies:`, config/paper.yaml) runs several, plus paper-level outputs under results/<paper>/.
 import json
 import os
 import re
+import shlex
 import sys
+from functools import partial
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 from snakemake.settings.types import DeploymentMethod
-from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))  # a checkout works even before `pip install -e .`
-from quagmire.config import recipe_settings, subset_name, validate_config  # noqa: E402
+from quagmire.config import (  # noqa: E402
+    filter_job_settings,
+    grpo_job_settings,
+    recipe_settings,
+    sft_checkpointing,
+    sft_job_settings,
+    subset_name,
+)
 from quagmire.errors import QuagmireError  # noqa: E402
+from quagmire.studies import load_run  # noqa: E402
 
 try:
-    _resolved = validate_config(config, source="the merged config (config/config.yaml and --configfile/--config)")
+    RUN = load_run(
+        config,
+        source="the merged config (config/config.yaml or --configfile, and --config)",
+        search=[workflow.basedir],
+    )
 except QuagmireError as _err:
     raise WorkflowError(str(_err)) from None
-config.clear()
-config.update(_resolved)
-validate(config, Path(workflow.basedir) / "config" / "schema.yaml", set_default=True)
+STUDIES = RUN.studies
+PAPER = RUN.paper  # None for a single study
 
 # ---- The environment of every job: the one block with side effects on how jobs run -------------------------
 # Every job imports quagmire from this checkout's src/ (PYTHONPATH) and `quagmire` is `python -m quagmire`, so a
@@ -36,37 +52,42 @@ if DeploymentMethod.CONDA not in workflow.deployment_settings.deployment_method:
     _job_env += f'export PATH="{os.path.dirname(sys.executable)}:$PATH"; '
 shell.prefix(_job_env.replace("{", "{{").replace("}", "}}"))  # Snakemake formats the prefix
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-# Nothing to download (every input is built in the DAG or a local file): jobs run offline, so a stray hub call fails
-# at once instead of hanging on a cluster node without network.
-_hub_inputs = [config["base_model"], *config["eval"]["benchmarks"].values()]
-if config["data"]["source"] == "hub":
-    _hub_inputs += [config["data"]["sft"], *config["data"]["rl"]]
-if not any(entry.get("source", "hub") == "hub" and "path" not in entry for entry in _hub_inputs):
+# When nothing is to be downloaded (every input built in the DAG or a local file), jobs run offline, so a stray
+# hub call fails at once instead of hanging on a cluster node without network.
+if not any(study.reads_hub for study in STUDIES.values()):
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+# ------------------------------------------------------------------------------------------------------------
 
-STUDY = config["study"]
-R = f"results/{STUDY}"
-LOGS = f"logs/{STUDY}"
-# Sorted: reordering keys in a config file must not change any job's params (and so rerun it).
-RECIPES = sorted(config["sft"]["recipes"])
-RL_RUNS = RECIPES + (["base"] if config["rl"]["from_base"] else [])
-HUB_DATA = config["data"]["source"] == "hub"
-WORLD_BENCHMARKS = [] if HUB_DATA else sorted(config["world"]["benchmarks"])
-REAL_BENCHMARKS = sorted(config["eval"]["benchmarks"])  # registry benchmarks: local files or pinned hub datasets
-BENCHMARKS = sorted(WORLD_BENCHMARKS + REAL_BENCHMARKS)
-SHARDS = config["eval"]["shards"]
-SFT_SOURCE = config["data"]["sft"]["name"] if HUB_DATA else None
-RL_SOURCES = [entry["name"] for entry in config["data"]["rl"]] if HUB_DATA else []
+R = "results/{study}"
+LOGS = "logs/{study}"
 POOLS = ["sft", "heldout", "rl"]
-FIGURES = config["plots"]["figures"]
 SAMPLING_KEYS = (
     "n", "temperature", "top_p", "max_new_tokens", "seed", "prompts_per_call",
     "backend", "tensor_parallel_size", "prompt_template", "instruction",
 )
 
 
+def one_of(names):
+    """A wildcard pattern matching exactly `names` (and nothing when there are none)."""
+    return "|".join(re.escape(n) for n in sorted(set(names))) if names else "(?!)"
+
+
+# Which studies each variant of a stage serves: the rules of both variants exist, each constrained to its studies.
+WORLD_STUDIES = one_of(RUN.where(lambda s: not s.hub_data))
+HUB_DATA_STUDIES = one_of(RUN.where(lambda s: s.hub_data))
+EMBEDDED_MODEL_STUDIES = one_of(RUN.where(lambda s: not s.hub_model))
+HUB_MODEL_STUDIES = one_of(RUN.where(lambda s: s.hub_model))
+UNSHARDED_STUDIES = one_of(RUN.where(lambda s: s.shards == 1))
+SHARDED_STUDIES = one_of(RUN.where(lambda s: s.shards > 1))
+WORLD_BENCHMARK_NAMES = one_of([b for s in STUDIES.values() for b in s.world_benchmarks])
+REAL_BENCHMARK_NAMES = one_of([b for s in STUDIES.values() for b in s.real_benchmarks])
+FIGURE_NAMES = one_of([f for s in STUDIES.values() for f in s.config["plots"]["figures"]])
+
+
 wildcard_constraints:
+    study=one_of(STUDIES),
+    paper=one_of([PAPER] if PAPER else []),
     recipe=r"[A-Za-z0-9_]+",
     run=r"[A-Za-z0-9_]+",
     stage=r"base|sft|rl",
@@ -80,52 +101,120 @@ def as_json(obj):
     return json.dumps(obj, sort_keys=True)
 
 
+def study_config(wildcards):
+    return STUDIES[wildcards.study].config
+
+
+def setting(*keys):
+    """A params/threads function: the study's config value at `keys` (e.g. setting("eval", "n"))."""
+
+    def lookup(wildcards):
+        node = study_config(wildcards)
+        for key in keys:
+            node = node[key]
+        return node
+
+    return lookup
+
+
+def setting_json(*keys):
+    return lambda wildcards: as_json(setting(*keys)(wildcards))
+
+
+# ---- scheduler requests ------------------------------------------------------------------------------------
+RESOURCE_KEYS = ("mem_mb", "runtime", "gpu", "gpu_model", "cpus_per_task", "slurm_partition", "slurm_extra")
+
+
+def _default_resource(key):
+    """The --default-resources value of `key` (the profile's slurm_partition, slurm_account, ...), if plain."""
+    default = workflow.resource_settings._parsed_default_resources.get(key)
+    try:
+        value = default.value if default is not None else None
+    except Exception:  # an expression evaluated per job: not resolvable here
+        return None
+    return value if isinstance(value, (int, str)) else None
+
+
+def _family_resource(family, key, wildcards):
+    value = study_config(wildcards)["resources"][family].get(key)
+    return _default_resource(key) if value is None else value
+
+
+def job_resources(family, **extra):
+    """The scheduler request of a job family (data, train, rl, sample, grade, genloss, analysis), from the study's
+    config, plus `extra` operational knobs. Resources, unlike params, never rerun a job, so operational knobs
+    (checkpoint cadence, vLLM's memory share) travel here: they change how a job runs, never its result.
+
+    A key no study sets is left to --default-resources (the profile); one that only some studies set falls back
+    to it for the others."""
+    used = [k for k in RESOURCE_KEYS if any(k in s.config["resources"][family] for s in STUDIES.values())]
+    return {**{key: partial(_family_resource, family, key) for key in used}, **extra}
+
+
+# ---- paths -------------------------------------------------------------------------------------------------
+def study_path(*parts):
+    """A path function: results/<study>/<parts...> for the job's study."""
+    return lambda wildcards: STUDIES[wildcards.study].path(*parts)
+
+
 def model_dir(wildcards):
     """The checkpoint folder an evaluation reads: base model, SFT recipe, or GRPO run."""
     if wildcards.stage == "base":
-        return f"{R}/models/base"
-    return f"{R}/{wildcards.stage}/{wildcards.run}"
+        return f"results/{wildcards.study}/models/base"
+    return f"results/{wildcards.study}/{wildcards.stage}/{wildcards.run}"
 
 
 def rl_parent(wildcards):
     """GRPO starts from an SFT checkpoint, or from the base model for the run named 'base'."""
-    return f"{R}/models/base" if wildcards.run == "base" else f"{R}/sft/{wildcards.run}"
+    if wildcards.run == "base":
+        return f"results/{wildcards.study}/models/base"
+    return f"results/{wildcards.study}/sft/{wildcards.run}"
 
 
 def subset_file(wildcards):
-    recipe = config["sft"]["recipes"][wildcards.recipe]
-    return f"{R}/data/subsets/{subset_name(recipe)}.parquet"
+    recipe = study_config(wildcards)["sft"]["recipes"][wildcards.recipe]
+    return f"results/{wildcards.study}/data/subsets/{subset_name(recipe)}.parquet"
 
 
-SAMPLE_ENV = "../envs/vllm.yaml" if config["eval"]["backend"] == "vllm" else "../envs/sample.yaml"
-GRPO_ENV = "../envs/vllm.yaml" if config["rl"]["use_vllm"] else "../envs/train.yaml"
-
-
-def job_resources(family):
-    """The scheduler request of a job family (data, train, rl, sample, grade, genloss, analysis) from the config."""
-    return dict(config["resources"][family])
-
-
-def one_of(names):
-    """A wildcard pattern matching exactly `names` (and nothing when there are none)."""
-    return "|".join(re.escape(n) for n in names) if names else "(?!)"
+def benchmark_files(wildcards):
+    """Every benchmark file of the study, in its sorted benchmark order."""
+    study = STUDIES[wildcards.study]
+    return [study.path("data", "benchmarks", f"{b}.parquet") for b in study.benchmarks]
 
 
 def benchmark_pairs(key):
-    """A params function: NAME=PATH for each benchmark, from the input named `key` (listed in BENCHMARKS order)."""
-    return lambda wildcards, input: " ".join(f"{b}={p}" for b, p in zip(BENCHMARKS, input[key], strict=True))
+    """A params function: NAME=PATH for each benchmark, from the input named `key` (listed in benchmark order)."""
+
+    def pairs(wildcards, input):
+        names = STUDIES[wildcards.study].benchmarks
+        return " ".join(f"{b}={p}" for b, p in zip(names, input[key], strict=True))
+
+    return pairs
+
+
+def rl_raw_files(wildcards):
+    study = STUDIES[wildcards.study]
+    return [study.path("data", "raw", f"rl-{name}.parquet") for name in study.rl_sources]
+
+
+def sft_raw_file(wildcards):
+    study = STUDIES[wildcards.study]
+    return study.path("data", "raw", f"sft-{study.sft_source}.parquet")
 
 
 def source_where(wildcards):
     """The config entry a raw source file comes from, as error messages name it."""
-    return "data.sft" if wildcards.kind == "sft" else f"data.rl[{RL_SOURCES.index(wildcards.name)}]"
+    if wildcards.kind == "sft":
+        return "data.sft"
+    return f"data.rl[{STUDIES[wildcards.study].rl_sources.index(wildcards.name)}]"
 
 
 def source_entry(wildcards):
     """The data.sft or data.rl entry that the raw file {kind}-{name} is read from."""
+    data = study_config(wildcards)["data"]
     if wildcards.kind == "sft":
-        return config["data"]["sft"]
-    return config["data"]["rl"][RL_SOURCES.index(wildcards.name)]
+        return data["sft"]
+    return data["rl"][STUDIES[wildcards.study].rl_sources.index(wildcards.name)]
 
 
 def local_file(entry):
@@ -141,31 +230,131 @@ def source_settings(wildcards):
     return as_json(source_entry(wildcards))
 
 
+def benchmark_entry(wildcards):
+    return study_config(wildcards)["eval"]["benchmarks"][wildcards.benchmark]
+
+
 def benchmark_source(wildcards):
-    return local_file(config["eval"]["benchmarks"][wildcards.benchmark])
+    return local_file(benchmark_entry(wildcards))
 
 
 def benchmark_settings(wildcards):
-    return as_json(config["eval"]["benchmarks"][wildcards.benchmark])
+    return as_json(benchmark_entry(wildcards))
+
+
+def shard_files(wildcards):
+    """The sample shards a gather job joins: 0..k-1 of the study's eval.shards."""
+    k = STUDIES[wildcards.study].shards
+    return [
+        f"results/{wildcards.study}/eval/{wildcards.stage}/{wildcards.run}/shards/"
+        f"{wildcards.benchmark}.{i}-of-{k}.samples.parquet"
+        for i in range(k)
+    ]
+
+
+def grade_files(wildcards):
+    study = STUDIES[wildcards.study]
+    return [study.path("eval", wildcards.stage, wildcards.run, f"{b}.grades.parquet") for b in study.benchmarks]
+
+
+# ---- params: exactly what each job consumes ----------------------------------------------------------------
+def world_settings(wildcards):
+    config = study_config(wildcards)
+    return as_json({"world": config["world"], "seed": config["seed"]})
 
 
 def sampling_settings(wildcards):
     """A function, not a string: a prompt template's braces ("{prompt}") must not be read as wildcards."""
-    return as_json({k: config["eval"][k] for k in SAMPLING_KEYS})
+    return as_json({k: study_config(wildcards)["eval"][k] for k in SAMPLING_KEYS})
 
 
 def sft_settings(wildcards):
-    return as_json(recipe_settings(config, wildcards.recipe))
+    return as_json(sft_job_settings(study_config(wildcards), wildcards.recipe))
 
 
-def evaluated_models():
-    """(stage, run) of every evaluated model: the base, each SFT recipe, each GRPO run."""
-    return [("base", "base")] + [("sft", r) for r in RECIPES] + [("rl", r) for r in RL_RUNS]
+def sft_save(key):
+    """An SFT job's checkpoint cadence (operational: a resource, not a param)."""
+    return lambda wildcards: sft_checkpointing(study_config(wildcards), wildcards.recipe)[key]
 
 
-def final_outputs():
-    return [
-        f"{R}/tables/tidy.csv",
-        f"{R}/tables/predictors.csv",
-        *[f"{R}/figures/{name}.{config['plots']['format']}" for name in FIGURES],
-    ]
+def grpo_settings(wildcards):
+    return as_json(grpo_job_settings(study_config(wildcards)))
+
+
+def filter_settings(wildcards):
+    return as_json(filter_job_settings(study_config(wildcards)))
+
+
+def recipes_settings(wildcards):
+    """Every recipe's resolved settings with its comparison labels: what the recipes table lists."""
+    config = study_config(wildcards)
+    return as_json({name: recipe_settings(config, name) for name in STUDIES[wildcards.study].recipes})
+
+
+def base_model_settings(wildcards):
+    model = study_config(wildcards)["base_model"]
+    return as_json({k: v for k, v in model.items() if k in ("hub_id", "revision", "path")})
+
+
+def pretrain_settings(wildcards):
+    config = study_config(wildcards)
+    model = {k: v for k, v in config["base_model"].items() if k not in ("source", "pretrain")}
+    return as_json({"model": model, "pretrain": config["base_model"]["pretrain"], "seed": config["seed"]})
+
+
+def plot_settings(wildcards):
+    return as_json({k: v for k, v in study_config(wildcards)["plots"].items() if k != "figures"})
+
+
+def metrics_files(wildcards):
+    study = STUDIES[wildcards.study]
+    return [study.path("eval", stage, run, "metrics.json") for stage, run in study.evaluated_models]
+
+
+def metrics_pairs(wildcards):
+    study = STUDIES[wildcards.study]
+    return " ".join(
+        f"{stage}:{run}={study.path('eval', stage, run, 'metrics.json')}" for stage, run in study.evaluated_models
+    )
+
+
+def genloss_files(wildcards):
+    study = STUDIES[wildcards.study]
+    return [study.path("genloss", f"{recipe}.json") for recipe in study.recipes]
+
+
+def genloss_pairs(wildcards):
+    study = STUDIES[wildcards.study]
+    return " ".join(f"{recipe}={study.path('genloss', f'{recipe}.json')}" for recipe in study.recipes)
+
+
+# ---- envs --------------------------------------------------------------------------------------------------
+def sample_env(wildcards):
+    return "../envs/vllm.yaml" if study_config(wildcards)["eval"]["backend"] == "vllm" else "../envs/sample.yaml"
+
+
+def grpo_env(wildcards):
+    return "../envs/vllm.yaml" if study_config(wildcards)["rl"]["use_vllm"] else "../envs/train.yaml"
+
+
+# ---- paper level -------------------------------------------------------------------------------------------
+def paper_resources():
+    """Paper-level jobs are small local ones: they ask for what the first study's analysis jobs ask for."""
+    first = next(iter(STUDIES.values()))
+    return {k: v for k, v in first.config["resources"]["analysis"].items() if k in ("mem_mb", "runtime")}
+
+
+def paper_study_files(name):
+    """Each study's `tables/<name>`, in the paper config's order (the order of the paper tables' rows)."""
+    return [study.path("tables", name) for study in STUDIES.values()]
+
+
+def paper_study_pairs(wildcards, input):
+    return " ".join(f"{name}={path}" for name, path in zip(STUDIES, input.predictors, strict=True))
+
+
+def paper_labels(wildcards):
+    """NAME=LABEL for each study with a `label`, quoted for the shell (labels have spaces)."""
+    return " ".join(
+        shlex.quote(f"{name}={study.config['label']}") for name, study in STUDIES.items() if "label" in study.config
+    )

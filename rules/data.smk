@@ -1,26 +1,47 @@
-if config["data"]["source"] == "world":
+# Data of a study: the embedded world's pools and benchmarks (data.source: world), or hub training data with
+# audited filters and a held-out split (data.source: hub, rules/data_hub.smk); then SFT subsets and the registry
+# benchmarks. Both sources write the same files: data/{sft,heldout,rl}.parquet and data/benchmarks/<name>.parquet.
 
-    rule world:
-        """Draw the embedded world's pools (SFT, held-out, RL) and benchmarks, disjoint, with an audit."""
-        output:
-            pools=expand("{R}/data/{pool}.parquet", R=R, pool=POOLS),
-            benchmarks=expand("{R}/data/benchmarks/{benchmark}.parquet", R=R, benchmark=WORLD_BENCHMARKS),
-            audit=f"{R}/data/audit.json",
-        params:
-            settings=as_json({"world": config["world"], "seed": config["seed"]}),
-            outdir=lambda w, output: os.path.dirname(output.audit),
-        log:
-            f"{LOGS}/data/world.log",
-        conda:
-            "../envs/train.yaml"
-        resources:
-            **job_resources("data"),
-        shell:
-            "quagmire world --settings {params.settings:q} --out-dir {params.outdir} > {log} 2>&1"
 
-else:
+rule world:
+    """Draw the embedded world's pools (SFT, held-out, RL) and benchmarks, disjoint, with an audit."""
+    output:
+        pools=expand("{R}/data/{pool}.parquet", R=R, pool=POOLS),
+        benchmarks=f"{R}/data/world_benchmarks.parquet",
+        audit=f"{R}/data/audit.json",
+    wildcard_constraints:
+        study=WORLD_STUDIES,
+    params:
+        settings=world_settings,
+        outdir=lambda w, output: os.path.dirname(output.audit),
+    log:
+        f"{LOGS}/data/world.log",
+    conda:
+        "../envs/train.yaml"
+    resources:
+        **job_resources("data"),
+    shell:
+        "quagmire world --settings {params.settings:q} --out-dir {params.outdir} > {log} 2>&1"
 
-    include: "data_hub.smk"
+
+rule world_benchmark:
+    """One benchmark of the embedded world, from the file its `world` job drew them all into."""
+    input:
+        f"{R}/data/world_benchmarks.parquet",
+    output:
+        f"{R}/data/benchmarks/{{benchmark}}.parquet",
+    wildcard_constraints:
+        study=WORLD_STUDIES,
+        benchmark=WORLD_BENCHMARK_NAMES,
+    log:
+        f"{LOGS}/data/world_benchmark-{{benchmark}}.log",
+    localrule: True  # cheap: runs on the submitting host, not as a cluster job
+    conda:
+        "../envs/grade.yaml"
+    resources:
+        **job_resources("data"),
+    shell:
+        "quagmire world-benchmark --world {input} --name {wildcards.benchmark} --out {output} > {log} 2>&1"
 
 
 rule subset:
@@ -31,7 +52,7 @@ rule subset:
     output:
         f"{R}/data/subsets/{{strategy}}-{{n}}.parquet",
     params:
-        seed=config["seed"],
+        seed=setting("seed"),
     log:
         f"{LOGS}/data/subset-{{strategy}}-{{n}}.log",
     conda:
@@ -51,7 +72,7 @@ rule benchmark:
         data=f"{R}/data/benchmarks/{{benchmark}}.parquet",
         manifest=f"{R}/data/benchmarks/{{benchmark}}.parquet.manifest.json",
     wildcard_constraints:
-        benchmark=one_of(REAL_BENCHMARKS),
+        benchmark=REAL_BENCHMARK_NAMES,
     params:
         settings=benchmark_settings,
     log:

@@ -10,6 +10,7 @@ rule source:
         data=f"{R}/data/raw/{{kind}}-{{name}}.parquet",
         manifest=f"{R}/data/raw/{{kind}}-{{name}}.parquet.manifest.json",
     wildcard_constraints:
+        study=HUB_DATA_STUDIES,
         kind="sft|rl",
     params:
         settings=source_settings,
@@ -28,16 +29,19 @@ rule source:
 rule filter_sft:
     """Dedup, gold parses, decontamination against every benchmark, response length; audited row by row."""
     input:
-        raw=f"{R}/data/raw/sft-{SFT_SOURCE}.parquet",
-        benchmarks=expand("{R}/data/benchmarks/{benchmark}.parquet", R=R, benchmark=BENCHMARKS),
+        raw=sft_raw_file,
+        benchmarks=benchmark_files,
         tokenizer=f"{R}/models/tokenizer",
     output:
         data=f"{R}/data/clean/sft.parquet",
         audit=f"{R}/data/clean/sft.audit.parquet",
         manifest=f"{R}/data/clean/sft.manifest.json",
+    wildcard_constraints:
+        study=HUB_DATA_STUDIES,
     params:
-        settings=as_json(config["data"]["filters"]),
+        settings=filter_settings,
         benchmarks=benchmark_pairs("benchmarks"),
+    threads: setting("data", "filters", "gold_workers")
     log:
         f"{LOGS}/data/filter-sft.log",
     conda:
@@ -46,8 +50,8 @@ rule filter_sft:
         **job_resources("data"),
     shell:
         "quagmire filter --raw {input.raw} --benchmarks {params.benchmarks} --tokenizer {input.tokenizer} "
-        "--settings {params.settings:q} --out {output.data} --audit {output.audit} --manifest {output.manifest} "
-        "> {log} 2>&1"
+        "--settings {params.settings:q} --workers {threads} --out {output.data} --audit {output.audit} "
+        "--manifest {output.manifest} > {log} 2>&1"
 
 
 rule split_heldout:
@@ -57,9 +61,11 @@ rule split_heldout:
     output:
         pool=f"{R}/data/sft.parquet",
         heldout=f"{R}/data/heldout.parquet",
+    wildcard_constraints:
+        study=HUB_DATA_STUDIES,
     params:
-        size=config["data"]["heldout_size"],
-        seed=config["seed"],
+        size=setting("data", "heldout_size"),
+        seed=setting("seed"),
     log:
         f"{LOGS}/data/split.log",
     conda:
@@ -74,16 +80,19 @@ rule split_heldout:
 rule filter_rl:
     """The RL prompt sets, concatenated, deduplicated, gold-checked and decontaminated; audited row by row."""
     input:
-        raw=expand("{R}/data/raw/rl-{name}.parquet", R=R, name=RL_SOURCES),
-        benchmarks=expand("{R}/data/benchmarks/{benchmark}.parquet", R=R, benchmark=BENCHMARKS),
+        raw=rl_raw_files,
+        benchmarks=benchmark_files,
         tokenizer=f"{R}/models/tokenizer",
     output:
         data=f"{R}/data/rl.parquet",
         audit=f"{R}/data/clean/rl.audit.parquet",
         manifest=f"{R}/data/clean/rl.manifest.json",
+    wildcard_constraints:
+        study=HUB_DATA_STUDIES,
     params:
-        settings=as_json(config["data"]["filters"]),
+        settings=filter_settings,
         benchmarks=benchmark_pairs("benchmarks"),
+    threads: setting("data", "filters", "gold_workers")
     log:
         f"{LOGS}/data/filter-rl.log",
     conda:
@@ -92,5 +101,5 @@ rule filter_rl:
         **job_resources("data"),
     shell:
         "quagmire filter --raw {input.raw} --benchmarks {params.benchmarks} --tokenizer {input.tokenizer} "
-        "--settings {params.settings:q} --out {output.data} --audit {output.audit} --manifest {output.manifest} "
-        "> {log} 2>&1"
+        "--settings {params.settings:q} --workers {threads} --out {output.data} --audit {output.audit} "
+        "--manifest {output.manifest} > {log} 2>&1"

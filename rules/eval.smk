@@ -1,69 +1,72 @@
-if SHARDS == 1:
+# Evaluation: n samples per problem (one job, or eval.shards jobs and a gather), graded, scored.
 
-    rule sample:
-        """Draw n completions per problem from one model on one benchmark (resumes from its finished calls)."""
-        input:
-            model=model_dir,
-            benchmark=f"{R}/data/benchmarks/{{benchmark}}.parquet",
-        output:
-            f"{R}/eval/{{stage}}/{{run}}/{{benchmark}}.samples.parquet",
-        params:
-            settings=sampling_settings,
-        threads: config["threads"]
-        log:
-            f"{LOGS}/eval/{{stage}}/{{run}}/{{benchmark}}.sample.log",
-        conda:
-            SAMPLE_ENV
-        resources:
-            **job_resources("sample"),
-        shell:
-            "quagmire sample --model {input.model} --benchmark {input.benchmark} --settings {params.settings:q} "
-            "--out {output} --threads {threads} > {log} 2>&1"
 
-else:
+rule sample:
+    """Draw n completions per problem from one model on one benchmark (resumes from its finished calls)."""
+    input:
+        model=model_dir,
+        benchmark=f"{R}/data/benchmarks/{{benchmark}}.parquet",
+    output:
+        f"{R}/eval/{{stage}}/{{run}}/{{benchmark}}.samples.parquet",
+    wildcard_constraints:
+        study=UNSHARDED_STUDIES,
+    params:
+        settings=sampling_settings,
+    threads: setting("threads")
+    log:
+        f"{LOGS}/eval/{{stage}}/{{run}}/{{benchmark}}.sample.log",
+    conda:
+        sample_env
+    resources:
+        **job_resources("sample"),
+    shell:
+        "quagmire sample --model {input.model} --benchmark {input.benchmark} --settings {params.settings:q} "
+        "--out {output} --threads {threads} > {log} 2>&1"
 
-    rule sample_shard:
-        """One shard of a model's samples on one benchmark: whole backend calls, seeded by their global index."""
-        input:
-            model=model_dir,
-            benchmark=f"{R}/data/benchmarks/{{benchmark}}.parquet",
-        output:
-            f"{R}/eval/{{stage}}/{{run}}/shards/{{benchmark}}.{{shard}}-of-{SHARDS}.samples.parquet",
-        wildcard_constraints:
-            shard=r"\d+",
-        params:
-            settings=sampling_settings,
-            shards=SHARDS,
-        threads: config["threads"]
-        log:
-            f"{LOGS}/eval/{{stage}}/{{run}}/{{benchmark}}.{{shard}}-of-{SHARDS}.sample.log",
-        conda:
-            SAMPLE_ENV
-        resources:
-            **job_resources("sample"),
-        shell:
-            "quagmire sample --model {input.model} --benchmark {input.benchmark} --settings {params.settings:q} "
-            "--shard {wildcards.shard} --shards {params.shards} --out {output} --threads {threads} > {log} 2>&1"
 
-    rule gather_samples:
-        """Join a model's sample shards on one benchmark; fails unless every problem has n samples."""
-        localrule: True  # cheap: runs on the submitting host, not as a cluster job
-        input:
-            shards=expand(
-                "{R}/eval/{{stage}}/{{run}}/shards/{{benchmark}}.{shard}-of-{shards}.samples.parquet",
-                R=R, shard=range(SHARDS), shards=SHARDS,
-            ),
-            benchmark=f"{R}/data/benchmarks/{{benchmark}}.parquet",
-        output:
-            f"{R}/eval/{{stage}}/{{run}}/{{benchmark}}.samples.parquet",
-        log:
-            f"{LOGS}/eval/{{stage}}/{{run}}/{{benchmark}}.gather.log",
-        conda:
-            "../envs/sample.yaml"
-        resources:
-            **job_resources("sample"),
-        shell:
-            "quagmire gather --shards {input.shards} --benchmark {input.benchmark} --out {output} > {log} 2>&1"
+rule sample_shard:
+    """One shard of a model's samples on one benchmark: whole backend calls, seeded by their global index."""
+    input:
+        model=model_dir,
+        benchmark=f"{R}/data/benchmarks/{{benchmark}}.parquet",
+    output:
+        f"{R}/eval/{{stage}}/{{run}}/shards/{{benchmark}}.{{shard}}-of-{{shards}}.samples.parquet",
+    wildcard_constraints:
+        study=SHARDED_STUDIES,
+        shard=r"\d+",
+        shards=r"\d+",
+    params:
+        settings=sampling_settings,
+    threads: setting("threads")
+    log:
+        f"{LOGS}/eval/{{stage}}/{{run}}/{{benchmark}}.{{shard}}-of-{{shards}}.sample.log",
+    conda:
+        sample_env
+    resources:
+        **job_resources("sample"),
+    shell:
+        "quagmire sample --model {input.model} --benchmark {input.benchmark} --settings {params.settings:q} "
+        "--shard {wildcards.shard} --shards {wildcards.shards} --out {output} --threads {threads} > {log} 2>&1"
+
+
+rule gather_samples:
+    """Join a model's sample shards on one benchmark; fails unless every problem has n samples."""
+    input:
+        shards=shard_files,
+        benchmark=f"{R}/data/benchmarks/{{benchmark}}.parquet",
+    output:
+        f"{R}/eval/{{stage}}/{{run}}/{{benchmark}}.samples.parquet",
+    wildcard_constraints:
+        study=SHARDED_STUDIES,
+    log:
+        f"{LOGS}/eval/{{stage}}/{{run}}/{{benchmark}}.gather.log",
+    localrule: True  # cheap: runs on the submitting host, not as a cluster job
+    conda:
+        "../envs/sample.yaml"
+    resources:
+        **job_resources("analysis"),
+    shell:
+        "quagmire gather --shards {input.shards} --benchmark {input.benchmark} --out {output} > {log} 2>&1"
 
 
 rule grade:
@@ -74,8 +77,8 @@ rule grade:
     output:
         f"{R}/eval/{{stage}}/{{run}}/{{benchmark}}.grades.parquet",
     params:
-        timeout=config["eval"]["grading_timeout_s"],
-        workers=config["eval"]["grading_workers"],
+        timeout=setting("eval", "grading_timeout_s"),
+    threads: setting("eval", "grading_workers")
     log:
         f"{LOGS}/eval/{{stage}}/{{run}}/{{benchmark}}.grade.log",
     conda:
@@ -84,26 +87,26 @@ rule grade:
         **job_resources("grade"),
     shell:
         "quagmire grade --samples {input.samples} --benchmark {input.benchmark} --out {output} "
-        "--timeout {params.timeout} --workers {params.workers} > {log} 2>&1"
+        "--timeout {params.timeout} --workers {threads} > {log} 2>&1"
 
 
 rule score:
     """avg@n, pass@k (k = 1, 2, 4, ..., n), maj@n and status counts per benchmark, plus the macro average."""
-    localrule: True  # cheap: runs on the submitting host, not as a cluster job
     input:
-        grades=expand("{R}/eval/{{stage}}/{{run}}/{benchmark}.grades.parquet", R=R, benchmark=BENCHMARKS),
+        grades=grade_files,
     output:
         f"{R}/eval/{{stage}}/{{run}}/metrics.json",
     params:
         grades=benchmark_pairs("grades"),
-        extra_ks=" ".join(str(k) for k in config["eval"]["extra_ks"]),
-        bootstrap=config["eval"]["bootstrap"],
+        extra_ks=lambda w: " ".join(str(k) for k in setting("eval", "extra_ks")(w)),
+        bootstrap=setting("eval", "bootstrap"),
     log:
         f"{LOGS}/eval/{{stage}}/{{run}}/score.log",
+    localrule: True  # cheap: runs on the submitting host, not as a cluster job
     conda:
         "../envs/grade.yaml"
     resources:
-        **job_resources("grade"),
+        **job_resources("analysis"),
     shell:
         "quagmire score --grades {params.grades} --extra-ks {params.extra_ks} --bootstrap {params.bootstrap} "
         "--out {output} > {log} 2>&1"

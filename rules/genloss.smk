@@ -6,9 +6,9 @@ rule genloss:
     output:
         f"{R}/genloss/{{recipe}}.json",
     params:
-        max_length=config["genloss"]["max_length"],
-        batch_size=config["genloss"]["batch_size"],
-    threads: config["threads"]
+        max_length=setting("genloss", "max_length"),
+        batch_size=setting("genloss", "batch_size"),
+    threads: setting("threads")
     log:
         f"{LOGS}/genloss/{{recipe}}.log",
     conda:

@@ -6,15 +6,22 @@ rule grpo:
     output:
         directory(f"{R}/rl/{{run}}"),
     params:
-        settings=as_json(config["rl"]),
-        sharding=config["sft"]["sharding"],
-    threads: config["threads"]
+        settings=grpo_settings,
+        sharding=setting("sft", "sharding"),
+    threads: setting("threads")
     log:
         f"{LOGS}/rl/{{run}}.log",
     conda:
-        GRPO_ENV
+        grpo_env
     resources:
-        **job_resources("rl"),
+        **job_resources(
+            "rl",
+            save_steps=setting("rl", "save_steps"),
+            save_total_limit=setting("rl", "save_total_limit"),
+            vllm_gpu_memory=lambda w: str(setting("rl", "vllm_gpu_memory_utilization")(w)),
+        ),
     shell:
         "quagmire grpo --model {input.model} --prompts {input.prompts} --settings {params.settings:q} "
+        "--save-steps {resources.save_steps} --save-total-limit {resources.save_total_limit} "
+        "--vllm-gpu-memory {resources.vllm_gpu_memory} "
         "--out {output} --threads {threads} --gpus {resources.gpu} --sharding {params.sharding} > {log} 2>&1"

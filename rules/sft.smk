@@ -7,14 +7,15 @@ rule sft:
         directory(f"{R}/sft/{{recipe}}"),
     params:
         settings=sft_settings,
-        sharding=config["sft"]["sharding"],
-    threads: config["threads"]
+        sharding=setting("sft", "sharding"),
+    threads: setting("threads")
     log:
         f"{LOGS}/sft/{{recipe}}.log",
     conda:
         "../envs/train.yaml"
     resources:
-        **job_resources("train"),
+        **job_resources("train", save_steps=sft_save("save_steps"), save_total_limit=sft_save("save_total_limit")),
     shell:
         "quagmire sft --base {input.base} --data {input.data} --settings {params.settings:q} "
+        "--save-steps {resources.save_steps} --save-total-limit {resources.save_total_limit} "
         "--out {output} --threads {threads} --gpus {resources.gpu} --sharding {params.sharding} > {log} 2>&1"

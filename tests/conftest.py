@@ -29,10 +29,12 @@ def smoke_config() -> dict:
 @pytest.fixture(scope="session")
 def tiny_world(tmp_path_factory: pytest.TempPathFactory, smoke_config: dict) -> Path:
     """The smoke world's pools and benchmarks, written as the `world` rule writes them."""
-    from quagmire.data import build_world, write_world
+    from quagmire.data import WORLD_BENCHMARKS_FILE, build_world, write_world, write_world_benchmark
 
     out = tmp_path_factory.mktemp("world")
     write_world(build_world(smoke_config["world"], seed=0), out, {"seed": 0})
+    for name in smoke_config["world"]["benchmarks"]:
+        write_world_benchmark(out / WORLD_BENCHMARKS_FILE, name, out / "benchmarks" / f"{name}.parquet")
     return out
 
 

@@ -16,6 +16,7 @@ from quagmire.world.tokenizer import load_tokenizer
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = (
     "world",
+    "world-benchmark",
     "subset",
     "tokenizer",
     "pretrain",
@@ -124,12 +125,27 @@ def test_world_writes_disjoint_pools_from_smoke_settings(tmp_path):
         frame = pd.read_parquet(out / f"{pool}.parquet")
         assert len(frame) == config["world"]["pools"][pool]["size"]
     for name, spec in config["world"]["benchmarks"].items():
-        assert len(pd.read_parquet(out / "benchmarks" / f"{name}.parquet")) == spec["size"]
+        bench = out / "benchmarks" / f"{name}.parquet"
+        world = str(out / "world_benchmarks.parquet")
+        assert main(["world-benchmark", "--world", world, "--name", name, "--out", str(bench)]) == 0
+        assert len(pd.read_parquet(bench)) == spec["size"]
+        assert "benchmark" not in pd.read_parquet(bench).columns
     audit = read_json(out / "audit.json")
     assert audit["disjoint"] is True
     assert audit["settings"]["seed"] == config["seed"]
-    prompts = pd.concat([pd.read_parquet(p)["prompt"] for p in out.rglob("*.parquet")])
+    files = [p for p in out.rglob("*.parquet") if p.name != "world_benchmarks.parquet"]
+    prompts = pd.concat([pd.read_parquet(p)["prompt"] for p in files])
     assert prompts.is_unique
+
+
+def test_an_unknown_world_benchmark_names_the_ones_there(tmp_path, capsys):
+    config = load_config(ROOT / "config" / "smoke.yaml")
+    settings = json.dumps({"world": config["world"], "seed": 0})
+    assert main(["world", "--settings", settings, "--out-dir", str(tmp_path)]) == 0
+    world = str(tmp_path / "world_benchmarks.parquet")
+    assert main(["world-benchmark", "--world", world, "--name", "nope", "--out", str(tmp_path / "b.parquet")]) == 2
+    assert "no world benchmark 'nope' (it has: addsub2, mul2)" in capsys.readouterr().err
+    assert not (tmp_path / "b.parquet").exists()
 
 
 def test_world_then_subset_then_recipes_through_the_cli(tmp_path):

@@ -106,6 +106,67 @@ def test_one_recipe_change_reruns_only_that_recipe_chain(smoke_study: tuple[Path
     )
 
 
+TRAINING_SAMPLING_GRADING = {"pretrain", "sft", "grpo", "genloss", "sample", "sample_shard", "grade", "score"}
+AFTER_TIDY = {"tidy_table": 1, "predictors": 1, "plot": 6, "all": 1}  # what a changed tidy table reruns
+
+
+@pytest.mark.parametrize(
+    ("name", "key", "value", "expected"),
+    [
+        # a comparison label is read by the recipes table only: no model, sample or grade is redone
+        ("label", ["sft", "recipes", "random_n64_ep2", "instance_level"], True,
+         {"recipes_table": 1, "predictors": 1, "plot": 6, "all": 1}),
+        # operational knobs: how jobs run, never what they compute
+        ("rl_save_steps", ["rl", "save_steps"], 1, {}),
+        ("rl_save_total_limit", ["rl", "save_total_limit"], 5, {}),
+        ("sft_save_steps", ["sft", "defaults", "save_steps"], 3, {}),
+        ("vllm_memory", ["rl", "vllm_gpu_memory_utilization"], 0.5, {}),
+        ("grading_workers", ["eval", "grading_workers"], 2, {}),
+        ("threads", ["threads"], 2, {}),
+        # GRPO from the base model dropped: the other runs stand; the tables are rebuilt without it
+        ("from_base", ["rl", "from_base"], False, AFTER_TIDY),
+        ("analysis", ["analysis", "n_splits"], 7, {"predictors": 1, "all": 1}),
+        ("k_large", ["analysis", "k_large"], 2, {"predictors": 1, "all": 1}),
+        ("plots", ["plots", "width"], 5.0, {"plot": 6, "all": 1}),
+    ],
+)
+def test_a_change_reruns_only_what_consumes_it(
+    smoke_study: tuple[Path, Path], tmp_path: Path, name: str, key: list, value: object, expected: dict
+) -> None:
+    workdir, configfile = smoke_study
+    planned = planned_jobs(workdir, variant(configfile, tmp_path, name, {"key": key, "value": value}))
+    assert not set(planned) & TRAINING_SAMPLING_GRADING, planned
+    assert planned == Counter(expected)
+
+
+def test_eval_n_reruns_sampling_and_what_follows_but_no_training(smoke_study: tuple[Path, Path], tmp_path: Path):
+    workdir, configfile = smoke_study
+    planned = planned_jobs(workdir, variant(configfile, tmp_path, "n", {"key": ["eval", "n"], "value": 3}))
+    models, benchmarks = 1 + 4 + 5, 2  # base, 4 SFT recipes, 5 GRPO runs
+    assert planned == Counter(
+        {"sample": models * benchmarks, "grade": models * benchmarks, "score": models, **AFTER_TIDY}
+    )
+
+
+def test_a_two_study_paper_reuses_a_finished_study_and_adds_the_cross_study_tables(
+    smoke_study: tuple[Path, Path],
+) -> None:
+    """config/smoke_paper.yaml = the smoke study (already finished here) + a second seed, as one DAG."""
+    workdir, _ = smoke_study
+    paper = REPO / "config" / "smoke_paper.yaml"
+    planned = planned_jobs(workdir, paper)
+    alone = planned_jobs(workdir / "fresh", REPO / "config" / "smoke.yaml")  # a whole study, planned from nothing
+    assert planned == alone + Counter({"paper_tables": 1, "paper_figure": 1})  # only smoke_b's jobs, once
+    snakemake(workdir, paper)
+    tables = pd.read_csv(workdir / "results" / "smoke_paper" / "tables" / "paper_predictors.csv")
+    assert list(dict.fromkeys(tables["study"])) == ["smoke", "smoke_b"]
+    markdown = (workdir / "results" / "smoke_paper" / "tables" / "paper_tables.md").read_text()
+    assert "smoke (seed 0)" in markdown and "smoke (seed 1)" in markdown
+    assert (workdir / "results" / "smoke_paper" / "figures" / "model_comparison.png").stat().st_size > 1000
+    assert (workdir / "results" / "smoke_b" / "tables" / "tidy.csv").exists()
+    assert planned_jobs(workdir, paper) == Counter()  # and the paper is complete
+
+
 @pytest.mark.parametrize(
     ("change", "named"),
     [

@@ -13,11 +13,13 @@ from quagmire.config import load_config
 from quagmire.data import (
     POOLS,
     SOURCE,
+    WORLD_BENCHMARKS_FILE,
     build_world,
     disjointness_audit,
     response_lengths,
     select_subset,
     write_world,
+    write_world_benchmark,
 )
 from quagmire.errors import QuagmireError
 from quagmire.io import read_json, read_parquet_metadata
@@ -177,9 +179,11 @@ def test_write_world_writes_every_file_and_the_audit(frames, tmp_path):
         on_disk = pd.read_parquet(tmp_path / f"{pool}.parquet")
         pd.testing.assert_frame_equal(on_disk, frames[pool])
         assert read_parquet_metadata(tmp_path / f"{pool}.parquet") == {"source": SOURCE, "settings": settings}
-    for name in ("addsub2", "mul2"):
-        on_disk = pd.read_parquet(tmp_path / "benchmarks" / f"{name}.parquet")
-        pd.testing.assert_frame_equal(on_disk, frames[f"benchmark:{name}"])
+    for name in ("addsub2", "mul2"):  # each one's file, split off the world's benchmarks file, is the drawn frame
+        out = tmp_path / "benchmarks" / f"{name}.parquet"
+        assert write_world_benchmark(tmp_path / WORLD_BENCHMARKS_FILE, name, out) == len(frames[f"benchmark:{name}"])
+        pd.testing.assert_frame_equal(pd.read_parquet(out), frames[f"benchmark:{name}"])
+        assert read_parquet_metadata(out) == {"source": SOURCE, "settings": settings}
     written = read_json(tmp_path / "audit.json")
     assert written["disjoint"] is True
     assert written["settings"] == settings
@@ -190,6 +194,7 @@ def test_write_world_writes_every_file_and_the_audit(frames, tmp_path):
         "heldout.parquet",
         "rl.parquet",
         "sft.parquet",
+        "world_benchmarks.parquet",
     ]
 
 

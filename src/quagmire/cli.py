@@ -64,6 +64,13 @@ def cmd_world(args: argparse.Namespace) -> None:
     log.info("world written: %s", audit["rows"])
 
 
+def cmd_world_benchmark(args: argparse.Namespace) -> None:
+    from quagmire.data import write_world_benchmark
+
+    rows = write_world_benchmark(Path(args.world), args.name, Path(args.out))
+    log.info("world benchmark %s: %d problems", args.name, rows)
+
+
 def cmd_source(args: argparse.Namespace) -> None:
     from quagmire.sources import load_source, source_from_config, write_source
 
@@ -77,9 +84,10 @@ def cmd_filter(args: argparse.Namespace) -> None:
     from quagmire.filters import filter_files
 
     benchmarks = dict(_pairs(args.benchmarks, "--benchmarks"))
-    manifest = filter_files(
-        args.raw, benchmarks, args.tokenizer, _settings(args.settings), args.out, args.audit, args.manifest
-    )
+    settings = _settings(args.settings)
+    if args.workers is not None:  # the job's threads (operational: not part of the settings a rerun compares)
+        settings["gold_workers"] = args.workers
+    manifest = filter_files(args.raw, benchmarks, args.tokenizer, settings, args.out, args.audit, args.manifest)
     for step in manifest["steps"]:
         log.info("filter %s", step)
 
@@ -157,13 +165,22 @@ def cmd_base_model(args: argparse.Namespace) -> None:
     fetch_base(_settings(args.settings), Path(args.out), Path(args.tokenizer_out) if args.tokenizer_out else None)
 
 
+def _operational(args: argparse.Namespace) -> dict[str, Any]:
+    """Operational knobs given on the command line (checkpoint cadence, vLLM memory): how a run goes, not what
+    it computes, so they stay out of its settings, its resume fingerprint and its lineage."""
+    names = {"save_steps": "save_steps", "save_total_limit": "save_total_limit",
+             "vllm_gpu_memory": "vllm_gpu_memory_utilization"}
+    return {key: getattr(args, arg) for arg, key in names.items() if getattr(args, arg, None) is not None}
+
+
 def cmd_sft(args: argparse.Namespace) -> None:
     from quagmire.launch import relaunch
     from quagmire.sft import train_sft
 
     relaunch(args.argv, Path(args.base), args.gpus, args.sharding)
     train_sft(
-        Path(args.base), Path(args.data), Path(args.out), _settings(args.settings), threads=args.threads
+        Path(args.base), Path(args.data), Path(args.out), _settings(args.settings), threads=args.threads,
+        operational=_operational(args),
     )
 
 
@@ -173,7 +190,8 @@ def cmd_grpo(args: argparse.Namespace) -> None:
 
     relaunch(args.argv, Path(args.model), args.gpus, args.sharding)
     train_grpo(
-        Path(args.model), Path(args.prompts), Path(args.out), _settings(args.settings), threads=args.threads
+        Path(args.model), Path(args.prompts), Path(args.out), _settings(args.settings), threads=args.threads,
+        operational=_operational(args),
     )
 
 
@@ -335,6 +353,10 @@ def build_parser() -> argparse.ArgumentParser:
     def threads(p: argparse.ArgumentParser) -> None:
         p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
 
+    def checkpointing(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--save-steps", type=int, default=None, help="checkpoint every N steps (default: settings)")
+        p.add_argument("--save-total-limit", type=int, default=None, help="checkpoints kept while training")
+
     def gpus(p: argparse.ArgumentParser) -> None:
         p.add_argument("--gpus", type=int, default=0, help="GPUs of this job; >1 trains through accelerate launch")
         p.add_argument("--sharding", choices=["fsdp", "zero3"], default="fsdp",
@@ -349,6 +371,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--settings", required=True, help='JSON: {"world": ..., "seed": ...}')
     p.add_argument("--out-dir", required=True)
 
+    p = add("world-benchmark", cmd_world_benchmark, "Write one world benchmark from the world's benchmarks file.")
+    p.add_argument("--world", required=True, help="world_benchmarks.parquet written by `quagmire world`")
+    p.add_argument("--name", required=True)
+    p.add_argument("--out", required=True)
+
     p = add("source", cmd_source, "Read one training dataset (pinned hub or local file) into the shared schema.")
     p.add_argument("--kind", required=True, choices=["sft", "rl"])
     p.add_argument("--settings", required=True, help="JSON: its data.sft / data.rl entry (name + overrides)")
@@ -360,6 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--benchmarks", nargs="*", default=[], metavar="NAME=PATH", help="decontaminate against these")
     p.add_argument("--tokenizer", required=True, help="the study's tokenizer (length filter)")
     p.add_argument("--settings", default="{}", help="JSON: the data.filters section")
+    p.add_argument("--workers", type=int, default=None, help="math-verify workers of the gold check")
     p.add_argument("--out", required=True)
     p.add_argument("--audit", required=True, help="Parquet: one row per input row per step (kept, reason)")
     p.add_argument("--manifest", required=True, help="JSON: inputs and outputs with sha256, counts per step")
@@ -398,6 +426,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True)
     p.add_argument("--settings", required=True, help="JSON: the recipe's resolved settings")
     p.add_argument("--out", required=True)
+    checkpointing(p)
     threads(p)
     gpus(p)
 
@@ -406,6 +435,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompts", required=True)
     p.add_argument("--settings", required=True, help="JSON: the rl config section")
     p.add_argument("--out", required=True)
+    checkpointing(p)
+    p.add_argument("--vllm-gpu-memory", type=float, default=None, help="GPU memory share of colocated vLLM")
     threads(p)
     gpus(p)
 

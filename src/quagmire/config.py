@@ -25,7 +25,7 @@ def load_schema(path: str | Path | None = None) -> dict[str, Any]:
     schema_path = Path(path) if path else SCHEMA_PATH
     if not schema_path.exists():
         raise QuagmireError(f"config schema not found at {schema_path}")
-    return yaml.safe_load(schema_path.read_text())
+    return yaml.load(schema_path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
 def _key_path(parts: Any) -> str:
@@ -64,23 +64,33 @@ def validate_config(
     config: Mapping[str, Any], schema: Mapping[str, Any] | None = None, source: str = "config"
 ) -> dict[str, Any]:
     """Return a deep copy of `config` with schema defaults filled in; raise QuagmireError naming the bad key."""
+    resolved = filled(config, schema or load_schema(), source)
+    _check_semantics(resolved, source)
+    return resolved
+
+
+def filled(config: Mapping[str, Any], schema: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """A deep copy of `config`, checked against `schema` (errors name the key) and with its defaults filled in."""
     from jsonschema import Draft202012Validator
 
-    schema = dict(schema or load_schema())
+    schema = dict(schema)
     resolved = copy.deepcopy(dict(config))
     # Report problems on what the user wrote first: filled-in defaults can never be the culprit.
     errors = sorted(Draft202012Validator(schema).iter_errors(resolved), key=lambda e: list(e.absolute_path))
     if errors:
         raise QuagmireError(f"config error in {source}: {_describe(errors[0])}")
-    for _ in _default_filler(schema)(schema).iter_errors(
-        resolved
-    ):  # fills defaults in place; the config is already valid
+    for _ in _default_filler(schema)(schema).iter_errors(resolved):  # fills defaults in place; already valid
         pass
     errors = list(Draft202012Validator(schema).iter_errors(resolved))
     if errors:  # a default in the schema itself is invalid: a bug in the project, not in the user's config
         raise QuagmireError(f"schema default invalid: {_describe(errors[0])}")
-    _check_semantics(resolved, source)
     return resolved
+
+
+def paper_schema(schema: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The schema of a paper config (`$defs/paper`), with the study schema's `$defs` for its references."""
+    root = schema or load_schema()
+    return {**root["$defs"]["paper"], "$defs": root["$defs"]}
 
 
 def _default_filler(root: Mapping[str, Any]) -> Any:
@@ -154,8 +164,8 @@ def unpinned_hub_inputs(config: Mapping[str, Any]) -> list[str]:
     return [where for where, entry in entries if "path" not in entry and not is_commit(entry.get("revision"))]
 
 
-def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Read a YAML study config, apply `overrides` (a nested dict), validate, fill defaults."""
+def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
+    """A YAML file whose top level is a mapping (an empty file is an empty mapping), or a QuagmireError."""
     path = Path(path)
     if not path.exists():
         raise QuagmireError(f"config file not found: {path}")
@@ -167,6 +177,12 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) ->
         raw = {}
     if not isinstance(raw, dict):
         raise QuagmireError(f"config error in {path}: the top level must be a mapping")
+    return raw
+
+
+def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Read a YAML study config, apply `overrides` (a nested dict), validate, fill defaults."""
+    raw = read_yaml_mapping(path)
     if overrides:
         raw = deep_merge(raw, overrides)
     return validate_config(raw, source=str(path))
@@ -189,6 +205,34 @@ def recipe_settings(config: Mapping[str, Any], recipe: str) -> dict[str, Any]:
     if recipe not in recipes:
         raise QuagmireError(f"unknown SFT recipe {recipe!r} (known: {', '.join(recipes)})")
     return {**config["sft"]["defaults"], **recipes[recipe]}
+
+
+# What a job consumes vs what only labels or operates it. A rule's params carry exactly what changes its result,
+# because Snakemake reruns a job (and everything after it) when its params change: a comparison label, a checkpoint
+# cadence or a worker count must never retrain a model. Operational knobs reach jobs as Snakemake resources.
+RECIPE_LABELS = ("dataset_level", "instance_level")  # which comparison a recipe belongs to: analysis only
+CHECKPOINTING = ("save_steps", "save_total_limit")  # how often a run saves; resume works across any cadence
+RL_OPERATIONAL = ("from_base", *CHECKPOINTING, "vllm_gpu_memory_utilization")  # from_base adds a run, changes none
+
+
+def sft_job_settings(config: Mapping[str, Any], recipe: str) -> dict[str, Any]:
+    """What an SFT job's result depends on: the recipe's resolved settings without labels and checkpointing."""
+    return {k: v for k, v in recipe_settings(config, recipe).items() if k not in (*RECIPE_LABELS, *CHECKPOINTING)}
+
+
+def sft_checkpointing(config: Mapping[str, Any], recipe: str) -> dict[str, int]:
+    settings = recipe_settings(config, recipe)
+    return {k: int(settings[k]) for k in CHECKPOINTING}
+
+
+def grpo_job_settings(config: Mapping[str, Any]) -> dict[str, Any]:
+    """What a GRPO job's result depends on: the `rl` section without operational knobs."""
+    return {k: v for k, v in config["rl"].items() if k not in RL_OPERATIONAL}
+
+
+def filter_job_settings(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The `data.filters` section without its worker count (the job's threads)."""
+    return {k: v for k, v in config["data"]["filters"].items() if k != "gold_workers"}
 
 
 def subset_name(recipe: Mapping[str, Any]) -> str:

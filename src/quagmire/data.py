@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from quagmire.errors import QuagmireError
-from quagmire.io import write_json, write_parquet
+from quagmire.io import read_parquet_metadata, write_json, write_parquet
 from quagmire.world.problems import STYLES, Problem, solution, unique_problems
 
 POOLS = ("sft", "heldout", "rl")
@@ -91,21 +91,46 @@ def disjointness_audit(frames: Mapping[str, pd.DataFrame]) -> dict[str, Any]:
     }
 
 
+WORLD_BENCHMARKS_FILE = "world_benchmarks.parquet"  # every world benchmark of a study, split by `benchmark`
+
+
 def write_world(
     frames: Mapping[str, pd.DataFrame], outdir: Path, settings: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """Write pools to `outdir/<pool>.parquet`, benchmarks to `outdir/benchmarks/<name>.parquet`, plus the audit."""
+    """Write pools to `outdir/<pool>.parquet`, every benchmark to `outdir/world_benchmarks.parquet` (column
+    `benchmark`), plus the audit.
+
+    The benchmarks share one file because one job draws them all (disjoint from the pools); the
+    `world_benchmark` rule then writes each one's `benchmarks/<name>.parquet` (`write_world_benchmark`).
+    """
     audit = disjointness_audit(frames)
     if not audit["disjoint"]:
         raise QuagmireError(f"pools overlap: {audit['overlaps']}")
+    metadata = {"source": SOURCE, "settings": dict(settings)}
+    benchmarks = []
     for name, frame in frames.items():
         if name.startswith("benchmark:"):
-            path = outdir / "benchmarks" / f"{name.split(':', 1)[1]}.parquet"
+            benchmarks.append(frame.assign(benchmark=name.split(":", 1)[1]))
         else:
-            path = outdir / f"{name}.parquet"
-        write_parquet(path, frame, metadata={"source": SOURCE, "settings": dict(settings)})
+            write_parquet(outdir / f"{name}.parquet", frame, metadata=metadata)
+    combined = pd.concat(benchmarks, ignore_index=True) if benchmarks else pd.DataFrame({"benchmark": []})
+    write_parquet(outdir / WORLD_BENCHMARKS_FILE, combined, metadata=metadata)
     write_json(outdir / "audit.json", {**audit, "settings": dict(settings)})
     return audit
+
+
+def write_world_benchmark(world_benchmarks: Path, name: str, out: Path) -> int:
+    """Write one benchmark of `world_benchmarks.parquet` as `out` (its own columns and metadata); return its size."""
+    frame = pd.read_parquet(world_benchmarks)
+    if "benchmark" not in frame.columns:
+        raise QuagmireError(f"{world_benchmarks}: no `benchmark` column (not written by `quagmire world`)")
+    rows = frame[frame["benchmark"] == name]
+    if rows.empty:
+        known = ", ".join(sorted(set(frame["benchmark"]))) or "none"
+        raise QuagmireError(f"{world_benchmarks}: no world benchmark {name!r} (it has: {known})")
+    frame = rows.drop(columns="benchmark").reset_index(drop=True)
+    write_parquet(out, frame, metadata=read_parquet_metadata(world_benchmarks))
+    return len(rows)
 
 
 def response_lengths(frame: pd.DataFrame, tokenizer) -> pd.Series:

@@ -198,11 +198,14 @@ def train_grpo(
     settings: Mapping[str, Any],
     threads: int = 1,
     callbacks: Sequence[Any] = (),
+    operational: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run GRPO from the checkpoint in `model_dir` on the RL prompts in `prompts`; write `out`.
 
     Resumes from `<out>.partial/` when an earlier attempt at the same run was killed. `callbacks` are extra
-    `transformers.TrainerCallback`s (monitoring, tests); they must not change what is computed.
+    `transformers.TrainerCallback`s (monitoring, tests); they must not change what is computed. `operational`
+    knobs (save_steps, save_total_limit, and vllm_gpu_memory_utilization for GRPO) override `settings` for the
+    trainer only: they are not part of the run's fingerprint or lineage, so a run resumes across a new cadence.
     """
     from trl import GRPOTrainer
 
@@ -211,7 +214,7 @@ def train_grpo(
     schedule = rl_schedule(frame, settings["steps"], settings["prompts_per_step"], settings["seed"])
     fingerprint = run_fingerprint("grpo", settings, [prompts], model_dir)
     with GradingPool(workers=1, timeout_s=settings["grading_timeout_s"]) as pool:
-        args = grpo_config(settings, partial_dir(out) / TRAINER_SCRATCH)
+        args = grpo_config({**settings, **(operational or {})}, partial_dir(out) / TRAINER_SCRATCH)
         trainer = GRPOTrainer(
             model=model,
             reward_funcs=reward_functions(settings, pool),

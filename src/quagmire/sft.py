@@ -120,18 +120,21 @@ def train_sft(
     settings: Mapping[str, Any],
     threads: int = 1,
     callbacks: Sequence[Any] = (),
+    operational: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Fine-tune the model in `base` on the subset in `data`; write the checkpoint folder `out`.
 
     Resumes from `<out>.partial/` when an earlier attempt at the same run was killed. `callbacks` are extra
-    `transformers.TrainerCallback`s (monitoring, tests); they must not change what is computed.
+    `transformers.TrainerCallback`s (monitoring, tests); they must not change what is computed. `operational`
+    knobs (save_steps, save_total_limit, and vllm_gpu_memory_utilization for GRPO) override `settings` for the
+    trainer only: they are not part of the run's fingerprint or lineage, so a run resumes across a new cadence.
     """
     from trl import SFTTrainer
 
     frame, tokenizer, model = load_for_training(base, data, "SFT data", threads)
     dataset = prompt_completion_dataset(frame, tokenizer)
     fingerprint = run_fingerprint("sft", settings, [data], base)
-    args = sft_config(settings, partial_dir(out) / TRAINER_SCRATCH)
+    args = sft_config({**settings, **(operational or {})}, partial_dir(out) / TRAINER_SCRATCH)
     trainer = SFTTrainer(
         model=model,
         args=args,
