@@ -146,3 +146,35 @@ def test_request_helpers() -> None:
     assert family_of({"gpu": 8, "runtime": 60, "mem_mb": 1}, known) == "rl|train"  # identical requests: both named
     assert family_of({"gpu": 0, "runtime": 90}, known) == "sample"  # per-study sections are searched too
     assert family_of({"runtime": 5}, known) == ""
+
+
+def test_per_study_callable_resources_are_evaluated_per_job(tmp_path: Path) -> None:
+    """A config holding several studies, whose rule asks for each study's own resources through a callable."""
+    (tmp_path / "studies.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "studies": {
+                    "a": {"resources": {"train": {"gpu": 8, "runtime": 120}}},
+                    "b": {"resources": {"train": {"gpu": 2, "runtime": 30}}},
+                }
+            }
+        )
+    )
+    (tmp_path / "Snakefile").write_text(
+        "def res(key):\n"
+        "    return lambda wildcards: config['studies'][wildcards.study]['resources']['train'][key]\n\n"
+        "rule all:\n"
+        "    input: expand('out/{study}/model', study=sorted(config['studies']))\n\n"
+        "rule train:\n"
+        "    output: 'out/{study}/model'\n"
+        "    threads: 4\n"
+        "    resources: gpu=res('gpu'), runtime=res('runtime')\n"
+        "    shell: 'touch {output}'\n"
+    )
+    plan = plan_workflow(tmp_path / "studies.yaml", workdir=tmp_path, snakefile=tmp_path / "Snakefile")
+    train = sorted((r for r in plan.rows if r.rule == "train"), key=lambda r: r.gpu)
+    assert [(r.jobs, r.gpu, r.runtime_min, r.cpus, r.family) for r in train] == [
+        (1, 2, 30, 4, "train"), (1, 8, 120, 4, "train")
+    ]
+    assert plan.gpu_hours == pytest.approx(8 * 2 + 2 * 0.5)
+    assert plan.cpu_hours == pytest.approx(4 * 2 + 4 * 0.5)
