@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-MEASUREMENTS = ("grading", "pass@k", "sampling")
+MEASUREMENTS = ("grading", "pass@k", "sampling", "planning")
 
 
 @pytest.fixture(scope="module")

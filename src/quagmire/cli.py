@@ -55,6 +55,13 @@ def cmd_check_config(args: argparse.Namespace) -> None:
         print(f"not yet runnable: pin a hub revision (40-hex commit) or give a local path for {', '.join(unpinned)}")
 
 
+def cmd_plan(args: argparse.Namespace) -> None:
+    from quagmire.plan import format_plan, plan_workflow
+
+    plan = plan_workflow(args.config, args.target, args.directory, args.all_jobs, args.snakefile)
+    print(json.dumps(plan.to_dict(), indent=2) if args.json else format_plan(plan))
+
+
 def cmd_world(args: argparse.Namespace) -> None:
     from quagmire.data import build_world, write_world
 
@@ -366,6 +373,14 @@ def build_parser() -> argparse.ArgumentParser:
         "check-config", cmd_check_config, "Validate a study config (unknown keys and wrong types are errors)."
     )
     p.add_argument("config")
+
+    p = add("plan", cmd_plan, "Jobs per rule, GPUs and runtime per job, GPU- and CPU-hours, before submitting.")
+    p.add_argument("config", help="the study config (snakemake --configfile)")
+    p.add_argument("--target", action="append", default=[], help="file or rule to plan for (repeatable; default: all)")
+    p.add_argument("-d", "--directory", help="working directory: jobs with outputs there are done (default: .)")
+    p.add_argument("--all-jobs", action="store_true", help="count every job, as if no output existed")
+    p.add_argument("--snakefile", help="default: the Snakefile of this checkout")
+    p.add_argument("--json", action="store_true", help="print the plan as JSON")
 
     p = add("world", cmd_world, "Build the embedded world's pools and benchmarks (disjoint).")
     p.add_argument("--settings", required=True, help='JSON: {"world": ..., "seed": ...}')
