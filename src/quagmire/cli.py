@@ -344,6 +344,22 @@ def cmd_plot(args: argparse.Namespace) -> None:
     render(args.figure, args.tidy, args.recipes, args.out, _settings(args.settings))
 
 
+def cmd_paper_tables(args: argparse.Namespace) -> None:
+    from quagmire.paper import write_tables
+
+    table = write_tables(
+        _pairs(args.study, "--study"), args.out_csv, args.out_md, dict(_pairs(args.label, "--label"))
+    )
+    log.info("paper tables: %d rows from %d studies", len(table), len(args.study))
+
+
+def cmd_paper_figure(args: argparse.Namespace) -> None:
+    from quagmire.paper import render_figure
+
+    labels = dict(_pairs(args.label, "--label"))
+    render_figure(_pairs(args.study, "--study"), args.out, _settings(args.settings), labels)
+
+
 # --- parser --------------------------------------------------------------------------------------------------
 
 
@@ -519,6 +535,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tidy", required=True)
     p.add_argument("--recipes", required=True)
     p.add_argument("--settings", default="{}")
+    p.add_argument("--out", required=True)
+
+    p = add("paper-tables", cmd_paper_tables, "Tables 1-4: every study's predictor quality, a row per model.")
+    p.add_argument("--study", nargs="+", required=True, metavar="NAME=PREDICTORS_CSV", help="in row order")
+    p.add_argument("--label", nargs="*", default=[], metavar="NAME=TEXT", help="row label of a study (default NAME)")
+    p.add_argument("--out-csv", required=True)
+    p.add_argument("--out-md", required=True)
+
+    p = add("paper-figure", cmd_paper_figure, "Bars of every study's predictor quality (Spearman, split R²).")
+    p.add_argument("--study", nargs="+", required=True, metavar="NAME=PREDICTORS_CSV", help="in bar order")
+    p.add_argument("--label", nargs="*", default=[], metavar="NAME=TEXT", help="legend label of a study")
+    p.add_argument("--settings", default="{}", help="JSON: the plots section (dpi, width, height, style, format)")
     p.add_argument("--out", required=True)
     return parser
 
