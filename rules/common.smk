@@ -105,16 +105,25 @@ def study_config(wildcards):
     return STUDIES[wildcards.study].config
 
 
+def per_study(value_of):
+    """A setting of a rule, from each study's config by `value_of(config)`. The plain value when every study of the
+    run agrees, else a function of the job's study. Plain values are cheaper to plan: Snakemake inspects and calls
+    a function once per job (3,000 jobs for the paper)."""
+    values = [value_of(study.config) for study in STUDIES.values()]
+    if all(value == values[0] for value in values):
+        return values[0]
+    return lambda wildcards: value_of(study_config(wildcards))
+
+
+def _at(config, keys):
+    for key in keys:
+        config = config[key]
+    return config
+
+
 def setting(*keys):
-    """A params/threads function: the study's config value at `keys` (e.g. setting("eval", "n"))."""
-
-    def lookup(wildcards):
-        node = study_config(wildcards)
-        for key in keys:
-            node = node[key]
-        return node
-
-    return lookup
+    """A params/threads/resources value: the study's config value at `keys` (e.g. setting("eval", "n"))."""
+    return per_study(partial(_at, keys=keys))
 
 
 def setting_json(*keys):
@@ -147,8 +156,14 @@ def job_resources(family, **extra):
 
     A key no study sets is left to --default-resources (the profile); one that only some studies set falls back
     to it for the others."""
-    used = [k for k in RESOURCE_KEYS if any(k in s.config["resources"][family] for s in STUDIES.values())]
-    return {**{key: partial(_family_resource, family, key) for key in used}, **extra}
+    resources = {}
+    for key in RESOURCE_KEYS:
+        values = [study.config["resources"][family].get(key) for study in STUDIES.values()]
+        if all(value is None for value in values):
+            continue
+        same = all(value == values[0] for value in values)
+        resources[key] = values[0] if same else partial(_family_resource, family, key)
+    return {**resources, **extra}
 
 
 # ---- paths -------------------------------------------------------------------------------------------------
@@ -329,12 +344,9 @@ def genloss_pairs(wildcards):
 
 
 # ---- envs --------------------------------------------------------------------------------------------------
-def sample_env(wildcards):
-    return "../envs/vllm.yaml" if study_config(wildcards)["eval"]["backend"] == "vllm" else "../envs/sample.yaml"
-
-
-def grpo_env(wildcards):
-    return "../envs/vllm.yaml" if study_config(wildcards)["rl"]["use_vllm"] else "../envs/train.yaml"
+# vLLM pins its own transformers: sampling with eval.backend vllm and GRPO with rl.use_vllm run in envs/vllm.yaml.
+SAMPLE_ENV = per_study(lambda c: "../envs/vllm.yaml" if c["eval"]["backend"] == "vllm" else "../envs/sample.yaml")
+GRPO_ENV = per_study(lambda c: "../envs/vllm.yaml" if c["rl"]["use_vllm"] else "../envs/train.yaml")
 
 
 # ---- paper level -------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ rule sample:
     log:
         f"{LOGS}/eval/{{stage}}/{{run}}/{{benchmark}}.sample.log",
     conda:
-        sample_env
+        SAMPLE_ENV
     resources:
         **job_resources("sample"),
     shell:
@@ -41,7 +41,7 @@ rule sample_shard:
     log:
         f"{LOGS}/eval/{{stage}}/{{run}}/{{benchmark}}.{{shard}}-of-{{shards}}.sample.log",
     conda:
-        sample_env
+        SAMPLE_ENV
     resources:
         **job_resources("sample"),
     shell:
@@ -98,7 +98,7 @@ rule score:
         f"{R}/eval/{{stage}}/{{run}}/metrics.json",
     params:
         grades=benchmark_pairs("grades"),
-        extra_ks=lambda w: " ".join(str(k) for k in setting("eval", "extra_ks")(w)),
+        extra_ks=per_study(lambda c: " ".join(str(k) for k in c["eval"]["extra_ks"])),
         bootstrap=setting("eval", "bootstrap"),
     log:
         f"{LOGS}/eval/{{stage}}/{{run}}/score.log",

@@ -12,13 +12,13 @@ rule grpo:
     log:
         f"{LOGS}/rl/{{run}}.log",
     conda:
-        grpo_env
+        GRPO_ENV
     resources:
         **job_resources(
             "rl",
             save_steps=setting("rl", "save_steps"),
             save_total_limit=setting("rl", "save_total_limit"),
-            vllm_gpu_memory=lambda w: str(setting("rl", "vllm_gpu_memory_utilization")(w)),
+            vllm_gpu_memory=per_study(lambda c: str(c["rl"]["vllm_gpu_memory_utilization"])),
         ),
     shell:
         "quagmire grpo --model {input.model} --prompts {input.prompts} --settings {params.settings:q} "

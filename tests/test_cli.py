@@ -49,6 +49,15 @@ def test_check_config_accepts_the_shipped_configs(name, capsys):
     assert f"{len(load_config(ROOT / 'config' / name)['sft']['recipes'])} SFT recipes" in out
 
 
+def test_check_config_checks_every_study_of_a_paper_config_and_lists_unpinned_inputs(capsys):
+    assert main(["check-config", str(ROOT / "config" / "paper.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "valid paper config 'paper' (3 studies)" in out
+    for study in ("paper_llama3_nemotron", "paper_mistral_acereason", "paper_qwen3_base"):
+        assert f"study '{study}': valid (10 SFT recipes)" in out
+    assert out.count("not yet runnable") == 3 and "base_model, data.sft" in out
+
+
 def test_check_config_with_an_unknown_key_exits_2_with_one_line_naming_it(tmp_path, capsys):
     path = tmp_path / "typo.yaml"
     path.write_text("study: t\nsft:\n  defaults: {lrr: 0.1}\n")

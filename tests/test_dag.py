@@ -310,3 +310,12 @@ def test_paper_configs_plan_the_expected_jobs(name: str, tmp_path: Path) -> None
     jobs = planned_jobs(tmp_path, REPO / "config" / f"{name}.yaml")
     assert dict(jobs) == PAPER_JOBS
     assert sum(jobs.values()) == 1006
+
+
+def test_the_whole_paper_plans_as_one_dag(tmp_path: Path) -> None:
+    """config/paper.yaml: the three studies' jobs, one `all`, and the two paper-level jobs."""
+    jobs = planned_jobs(tmp_path, REPO / "config" / "paper.yaml")
+    expected = Counter({rule: 3 * count for rule, count in PAPER_JOBS.items()})
+    expected.update({"all": -2, "paper_tables": 1, "paper_figure": 1})
+    assert jobs == expected
+    assert sum(jobs.values()) == 3018

@@ -46,13 +46,19 @@ def _pairs(items: Sequence[str], what: str) -> list[tuple[str, str]]:
 
 
 def cmd_check_config(args: argparse.Namespace) -> None:
-    from quagmire.config import load_config, unpinned_hub_inputs
+    from quagmire.config import REPO, read_yaml_mapping, unpinned_hub_inputs
+    from quagmire.studies import load_run
 
-    config = load_config(args.config)
-    print(f"{args.config}: valid ({len(config['sft']['recipes'])} SFT recipes, study '{config['study']}')")
-    unpinned = unpinned_hub_inputs(config)
-    if unpinned:
-        print(f"not yet runnable: pin a hub revision (40-hex commit) or give a local path for {', '.join(unpinned)}")
+    run = load_run(read_yaml_mapping(args.config), source=args.config, search=[REPO])
+    if run.paper is not None:
+        print(f"{args.config}: valid paper config '{run.paper}' ({len(run.studies)} studies)")
+    for name, study in run.studies.items():
+        print(f"  study '{name}': valid ({len(study.recipes)} SFT recipes)" if run.paper else
+              f"{args.config}: valid ({len(study.recipes)} SFT recipes, study '{name}')")
+        unpinned = unpinned_hub_inputs(study.config)
+        if unpinned:
+            print(f"  not yet runnable: pin a hub revision (40-hex commit) or give a local path for "
+                  f"{', '.join(unpinned)}")
 
 
 def cmd_plan(args: argparse.Namespace) -> None:
@@ -386,7 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="how models of 3B+ parameters are sharded over several GPUs (default fsdp)")
 
     p = add(
-        "check-config", cmd_check_config, "Validate a study config (unknown keys and wrong types are errors)."
+        "check-config", cmd_check_config, "Validate a study or paper config (unknown keys and wrong types are errors)."
     )
     p.add_argument("config")
 

@@ -17,7 +17,8 @@ import yaml
 
 from quagmire.errors import QuagmireError
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "schema.yaml"
+REPO = Path(__file__).resolve().parents[2]  # the checkout: study files of a paper config are also looked up here
+SCHEMA_PATH = REPO / "config" / "schema.yaml"
 
 
 def load_schema(path: str | Path | None = None) -> dict[str, Any]:
