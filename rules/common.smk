@@ -163,7 +163,7 @@ def job_resources(family, **extra):
             continue
         same = all(value == values[0] for value in values)
         resources[key] = values[0] if same else partial(_family_resource, family, key)
-    return {**resources, **extra}
+    return {**resources, "family": family, **extra}  # family: named in `quagmire plan`, ignored by schedulers
 
 
 # ---- paths -------------------------------------------------------------------------------------------------
@@ -353,7 +353,8 @@ GRPO_ENV = per_study(lambda c: "../envs/vllm.yaml" if c["rl"]["use_vllm"] else "
 def paper_resources():
     """Paper-level jobs are small local ones: they ask for what the first study's analysis jobs ask for."""
     first = next(iter(STUDIES.values()))
-    return {k: v for k, v in first.config["resources"]["analysis"].items() if k in ("mem_mb", "runtime")}
+    request = {k: v for k, v in first.config["resources"]["analysis"].items() if k in ("mem_mb", "runtime")}
+    return {**request, "family": "analysis"}
 
 
 def paper_study_files(name):

@@ -341,3 +341,11 @@ def test_hub_data_needs_its_sources_and_unique_rl_names(schema):
                                                          "rl": [{"name": "deepscaler"}, {"name": "deepscaler"}]}}
     assert "data.rl names must be unique" in _error(twice)
     assert "data.rl[0].paht" in _error({"study": "t", "data": {"rl": [{"name": "x", "paht": "p"}]}})
+
+
+def test_a_partial_resources_override_keeps_the_familys_other_defaults(schema):
+    """`train: {gpu: 2}` asks for 2 GPUs with the train family's memory and runtime, not the generic ones."""
+    config = validate_config({"study": "t", "resources": {"train": {"gpu": 2}, "genloss": {"runtime": 5}}}, schema)
+    assert config["resources"]["train"] == {"gpu": 2, "mem_mb": 4000, "runtime": 120}
+    assert config["resources"]["genloss"] == {"runtime": 5, "mem_mb": 3000, "gpu": 0}
+    assert config["resources"]["rl"] == {"mem_mb": 6000, "runtime": 120, "gpu": 0}

@@ -22,14 +22,14 @@ SMOKE = REPO / "config" / "smoke.yaml"
 
 # rules/*.smk: which resources family each cluster rule asks for (job_resources(...)); local rules are not billed
 CLUSTER_FAMILY = {
-    "base_model": "train", "source": "data", "filter_sft": "data", "split_heldout": "data", "filter_rl": "data",
+    "base_model": "data", "source": "data", "filter_sft": "data", "split_heldout": "data", "filter_rl": "data",
     "benchmark": "data", "subset": "data", "sft": "train", "grpo": "rl", "genloss": "genloss",
     "sample_shard": "sample", "grade": "grade",
 }  # fmt: skip
 LOCAL_RULES = {"gather_samples", "score", "recipes_table", "tidy_table", "predictors", "plot", "all"}
 SMOKE_JOBS = {
-    "world": 1, "tokenizer": 1, "pretrain": 1, "subset": 3, "sft": 4, "grpo": 5, "genloss": 4, "sample": 20,
-    "grade": 20, "score": 10, "recipes_table": 1, "tidy_table": 1, "predictors": 1, "plot": 6, "all": 1,
+    "world": 1, "world_benchmark": 2, "tokenizer": 1, "pretrain": 1, "subset": 3, "sft": 4, "grpo": 5, "genloss": 4,
+    "sample": 20, "grade": 20, "score": 10, "recipes_table": 1, "tidy_table": 1, "predictors": 1, "plot": 6, "all": 1,
 }  # fmt: skip
 
 
@@ -55,8 +55,8 @@ def test_paper_plan_gpu_and_cpu_hours_equal_the_configs_resources(paper_plan) ->
         PAPER_JOBS[rule] * resources[fam].get("cpus_per_task", threads) * resources[fam]["runtime"] / 60
         for rule, fam in CLUSTER_FAMILY.items()
     )
-    # 10 SFT x 8 GPUs x 24 h + 11 GRPO x 8 x 48 h + 616 shards x 1 x 8 h + 10 genloss x 1 x 1 h + base_model 8 x 24 h
-    assert gpu_hours == 1920 + 4224 + 4928 + 10 + 192
+    # 10 SFT x 8 GPUs x 24 h + 11 GRPO x 8 x 48 h + 616 shards x 1 x 8 h + 10 genloss x 1 x 1 h (base_model: no GPU)
+    assert gpu_hours == 1920 + 4224 + 4928 + 10
     assert paper_plan.gpu_hours == pytest.approx(gpu_hours)
     assert paper_plan.cpu_hours == pytest.approx(cpu_hours)
 
@@ -73,12 +73,12 @@ def test_paper_plan_rows_carry_each_jobs_request_and_family(paper_plan) -> None:
         )
     for rule in LOCAL_RULES:
         assert rows[rule].local and rows[rule].gpu_hours == 0
-    assert rows["gather_samples"].family == "sample"
+    assert rows["gather_samples"].family == "analysis"
 
 
 def test_smoke_plan_has_no_gpus_and_counts_threads_as_cpus(tmp_path: Path) -> None:
     plan = plan_workflow(SMOKE, workdir=tmp_path)
-    assert plan.jobs_per_rule() == SMOKE_JOBS and plan.jobs == 79
+    assert plan.jobs_per_rule() == SMOKE_JOBS and plan.jobs == 81
     assert plan.gpu_hours == 0
     config = yaml.safe_load(SMOKE.read_text())
     assert all(row.cpus == config.get("threads", 1) for row in plan.rows if row.rule in ("sft", "grade"))

@@ -32,7 +32,7 @@ class PlanRow:
     """Jobs of one rule that ask for the same thing (a rule whose resources differ per job has several rows)."""
 
     rule: str
-    family: str  # the config's resources.<family> the request equals ("" if none; "a|b" if several do)
+    family: str  # the job's `family` resource (rules/common.smk), else the resources.<family> its request equals
     local: bool  # runs on the submitting host, not as a cluster job
     jobs: int
     gpu: int  # per job
@@ -249,7 +249,7 @@ def _rows(jobs: Iterable[Any], known: Mapping[str, list[dict[str, Any]]], localr
         cpus = _int(resources.get("cpus_per_task")) or int(job.threads)
         key = (
             rule.name,
-            family_of(resources, known) if not rule.norun else "",
+            "" if rule.norun else str(resources.get("family") or family_of(resources, known)),
             local,
             gpus_of(resources),
             _int(resources.get("runtime")),
