@@ -26,11 +26,17 @@ DAEMONS=(munged slurmctld slurmd)  # start order; stopped in reverse
 die() { echo "slurm_local: $*" >&2; exit 1; }
 say() { echo "slurm_local: $*" >&2; }
 
+alive() {  # a live process (not a zombie: here nobody may reap the daemons once this script has exited)
+    local state
+    state=$(sed -n 's/^State:[[:space:]]*\([A-Z]\).*/\1/p' "/proc/$1/status" 2>/dev/null) || return 1
+    [[ -n $state && $state != Z && $state != X ]]
+}
+
 pid_of() {  # the recorded PID of a daemon when that process still runs that daemon, else nothing
     local name=$1 file="$DIR/pids/$1.pid" pid
     [[ -s $file ]] || return 0
     pid=$(<"$file")
-    [[ $pid =~ ^[0-9]+$ && -r /proc/$pid/comm && $(</proc/"$pid"/comm) == "$name" ]] && echo "$pid"
+    [[ $pid =~ ^[0-9]+$ && -r /proc/$pid/comm && $(</proc/"$pid"/comm) == "$name" ]] && alive "$pid" && echo "$pid"
     return 0
 }
 
@@ -101,11 +107,26 @@ EOF
     mkdir -p /etc/slurm
     for file in slurm.conf gres.conf; do
         local target=/etc/slurm/$file
-        if [[ -e $target || -L $target ]] && ! grep -qF "$MARKER" "$target" 2>/dev/null; then
+        # Ours: a link to a config with our marker, or a dangling link (a removed state folder's).
+        if [[ -L $target && ! -e $target ]] || grep -qF "$MARKER" "$target" 2>/dev/null; then
+            ln -sfn "$DIR/etc/$file" "$target"
+        elif [[ -e $target || -L $target ]]; then
             die "$target exists and is not ours: refusing to replace a real Slurm config"
+        else
+            ln -s "$DIR/etc/$file" "$target"
         fi
-        ln -sfn "$DIR/etc/$file" "$target"
     done
+}
+
+check_no_other() {  # one local Slurm per machine: /etc/slurm and the ports are shared
+    local link other pid
+    link=$(readlink /etc/slurm/slurm.conf 2>/dev/null) || return 0
+    other=${link%/etc/slurm.conf}
+    [[ $other != "$link" && $other != "$DIR" && -s $other/pids/slurmctld.pid ]] || return 0
+    pid=$(<"$other/pids/slurmctld.pid")
+    if [[ -r /proc/$pid/comm && $(</proc/"$pid"/comm) == slurmctld ]] && alive "$pid"; then
+        die "another local Slurm runs from $other: QUAGMIRE_SLURM_DIR=$other $0 stop"
+    fi
 }
 
 start_daemon() {  # start_daemon NAME ARGS...: in its own session, output to log/NAME.out, PID recorded
@@ -143,11 +164,12 @@ cmd_start() {
         say "node $NODE idle"
         return 0
     fi
+    check_no_other
     cmd_stop quiet  # whatever half of a previous start still runs
     # Fresh state every start: a previous run's jobs, node states and spool must not leak into this one.
     rm -rf "$DIR/state" "$DIR/spool" "$DIR/run" "$DIR/log" "$DIR/pids"
     mkdir -p "$DIR/state" "$DIR/spool" "$DIR/run" "$DIR/log" "$DIR/pids" "$DIR/munge"
-    chmod 0700 "$DIR/munge"
+    chmod 0711 "$DIR/munge"  # the socket must be reachable; the key stays 0600
     rm -f "$DIR/munge/munge.socket.2"*
     if [[ ! -s $DIR/munge/munge.key ]]; then
         mungekey --create --keyfile="$DIR/munge/munge.key" 2>/dev/null ||
@@ -185,8 +207,8 @@ cmd_stop() {
         pid=$(pid_of "$name")
         if [[ -n $pid ]]; then
             kill -TERM "$pid" 2>/dev/null || true
-            for _ in $(seq 40); do [[ -d /proc/$pid ]] || break; sleep 0.25; done
-            [[ -d /proc/$pid ]] && kill -KILL "$pid" 2>/dev/null || true
+            for _ in $(seq 40); do alive "$pid" || break; sleep 0.25; done
+            alive "$pid" && kill -KILL "$pid" 2>/dev/null || true
             [[ -z $quiet ]] && say "stopped $name ($pid)"
         fi
         rm -f "$DIR/pids/$name.pid"
