@@ -20,7 +20,10 @@ from quagmire.config import load_config
 
 REPO = Path(__file__).resolve().parents[1]
 PROFILE = REPO / "slurm" / "config.yaml"
-LOCAL_RULES = {"score", "gather_samples", "recipes_table", "tidy_table", "predictors", "plot"}
+LOCAL_RULES = {
+    "score", "gather_samples", "world_benchmark", "recipes_table", "tidy_table", "predictors", "plot", "paper_tables",
+    "paper_figure",
+}
 
 slurm_plugin = pytest.importorskip("snakemake_executor_plugin_slurm", reason="pip install -r requirements.txt")
 from snakemake_executor_plugin_slurm.submit_string import get_submit_command  # noqa: E402
@@ -134,7 +137,7 @@ def test_cpu_job_is_one_task_without_gpus(profile):
 
 def test_paper_configs_give_gpu_families_one_task(profile):
     """Every paper-scale GPU family: --gpus=N and no task geometry."""
-    for path in sorted((REPO / "config").glob("paper*.yaml")):
+    for path in sorted((REPO / "config").glob("paper_*.yaml")):  # the studies of config/paper.yaml
         config = load_config(path)
         for family, resources in config["resources"].items():
             args = shlex.split(sbatch_line(job_for(profile, dict(resources), family, config["threads"]), profile))

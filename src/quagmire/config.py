@@ -184,6 +184,9 @@ def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
 def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Read a YAML study config, apply `overrides` (a nested dict), validate, fill defaults."""
     raw = read_yaml_mapping(path)
+    if "studies" in raw:
+        raise QuagmireError(f"{path} is a paper config (it lists `studies`), not one study: read it with "
+                            "quagmire.studies.load_run, or load one of its study files")
     if overrides:
         raw = deep_merge(raw, overrides)
     return validate_config(raw, source=str(path))
