@@ -35,7 +35,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SRC = REPO / "src"
-DAG_CONFIGS = ("config/smoke.yaml", "config/paper_llama3_nemotron.yaml")  # together: every rule and env
+DAG_CONFIGS = ("config/smoke_paper.yaml", "config/paper_llama3_nemotron.yaml")  # together: every rule and env
 
 
 def normalize(name: str) -> str:
