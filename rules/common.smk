@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))  # a checkout works even
 from quagmire.config import (  # noqa: E402
     filter_job_settings,
     grpo_job_settings,
-    recipe_settings,
+    recipe_table_settings,
     sft_checkpointing,
     sft_job_settings,
     subset_name,
@@ -301,9 +301,8 @@ def filter_settings(wildcards):
 
 
 def recipes_settings(wildcards):
-    """Every recipe's resolved settings with its comparison labels: what the recipes table lists."""
-    config = study_config(wildcards)
-    return as_json({name: recipe_settings(config, name) for name in STUDIES[wildcards.study].recipes})
+    """Per recipe, what the recipes table lists (subset, size, epochs, lr, comparison labels)."""
+    return as_json(recipe_table_settings(study_config(wildcards)))
 
 
 def base_model_settings(wildcards):

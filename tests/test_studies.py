@@ -12,6 +12,7 @@ from quagmire.config import (
     grpo_job_settings,
     load_config,
     recipe_settings,
+    recipe_table_settings,
     sft_checkpointing,
     sft_job_settings,
 )
@@ -89,3 +90,6 @@ def test_job_settings_leave_out_labels_and_operational_knobs():
     assert not {"from_base", "save_steps", "save_total_limit", "vllm_gpu_memory_utilization"} & set(rl)
     assert rl["lr"] == config["rl"]["lr"] and rl["use_vllm"] is False  # what changes a result stays
     assert "gold_workers" not in filter_job_settings(config) and "dedup" in filter_job_settings(config)
+    table = recipe_table_settings(config)["random_n2048_ep2"]  # the recipes table: labels yes, cadence no
+    assert table == {"subset": "random", "n": 2048, "epochs": 2, "lr": full["lr"], "dataset_level": True,
+                     "instance_level": True}

@@ -229,6 +229,17 @@ def sft_checkpointing(config: Mapping[str, Any], recipe: str) -> dict[str, int]:
     return {k: int(settings[k]) for k in CHECKPOINTING}
 
 
+RECIPE_TABLE_KEYS = ("subset", "n", "epochs", "lr", *RECIPE_LABELS)  # what the recipes table lists per recipe
+
+
+def recipe_table_settings(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """What the recipes table job consumes: per recipe, its subset, size, epochs, lr and comparison labels."""
+    return {
+        name: {key: recipe_settings(config, name)[key] for key in RECIPE_TABLE_KEYS}
+        for name in sorted(config["sft"]["recipes"])
+    }
+
+
 def grpo_job_settings(config: Mapping[str, Any]) -> dict[str, Any]:
     """What a GRPO job's result depends on: the `rl` section without operational knobs."""
     return {k: v for k, v in config["rl"].items() if k not in RL_OPERATIONAL}
