@@ -213,6 +213,11 @@ cmd_stop() {
         fi
         rm -f "$DIR/pids/$name.pid"
     done
+    # Our /etc/slurm links go too: with a config naming a controller that is down, every Slurm client waits
+    # ~10 s for it, and snakemake-executor-plugin-slurm runs `scontrol show config` whenever Snakemake starts.
+    for file in slurm.conf gres.conf; do
+        [[ -L /etc/slurm/$file && $(readlink "/etc/slurm/$file") == "$DIR/etc/$file" ]] && rm -f "/etc/slurm/$file"
+    done
     return 0
 }
 
