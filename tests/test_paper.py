@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from quagmire import analysis, cli, paper
+from quagmire import analysis, cli, paper, plots
 from quagmire.errors import QuagmireError
 
 FAST = {"dpi": 40, "width": 3.0, "height": 2.0}
@@ -143,11 +143,11 @@ def test_figure_with_one_level_and_svg_is_deterministic(studies: list[tuple[str,
     table = paper.paper_table(studies)
     table = table[table["level"] == "dataset"]
     settings = paper.plots.PlotSettings(**FAST, format="svg")
-    first = paper.save_figure(paper.predictor_bars(table, settings), tmp_path / "a.svg", settings).read_bytes()
-    second = paper.save_figure(paper.predictor_bars(table, settings), tmp_path / "b.svg", settings).read_bytes()
+    first = plots.save_figure(paper.predictor_bars(table, settings), tmp_path / "a.svg", settings).read_bytes()
+    second = plots.save_figure(paper.predictor_bars(table, settings), tmp_path / "b.svg", settings).read_bytes()
     assert first == second and b"<svg" in first
     with pytest.raises(QuagmireError, match="does not end in .svg"):
-        paper.save_figure(paper.predictor_bars(table, settings), tmp_path / "c.png", settings)
+        plots.save_figure(paper.predictor_bars(table, settings), tmp_path / "c.png", settings)
 
 
 def test_errors_name_the_problem(studies: list[tuple[str, Path]], tmp_path: Path) -> None:

@@ -230,12 +230,12 @@ def normalize_recipes(recipes: pd.DataFrame, *, source: str = "recipes table") -
             values = values.astype("int64")
         frame[col] = values
     for col in ("dataset_level", "instance_level"):
-        frame[col] = [_as_bool(v, f"{source}: column {col!r}") for v in frame[col]]
+        frame[col] = [read_flag(v, f"{source}: column {col!r}") for v in frame[col]]
         frame[col] = frame[col].astype(bool)
     return frame.reset_index(drop=True)
 
 
-def _as_bool(value: Any, where: str) -> bool:
+def read_flag(value: Any, where: str) -> bool:
     """Read a level flag written as a bool, 0/1 or true/false text; blank means not part of the level."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return False

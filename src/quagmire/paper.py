@@ -7,9 +7,8 @@ deterministic: a rerun on the same inputs writes byte-identical CSV, Markdown an
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,20 +35,7 @@ QUALITY_COLUMNS = (
     "comparable",
 )
 _NUMERIC = ("r2_split_mean", "r2_split_std", "r2", "spearman", "pearson", "n_runs")
-PAPER_COLUMNS = (
-    "study",
-    "level",
-    "predictor",
-    "r2_split_mean",
-    "r2_split_std",
-    "r2",
-    "spearman",
-    "pearson",
-    "n_runs",
-    "comparable",
-    "r2_split_gain",
-    "spearman_gain",
-)
+PAPER_COLUMNS = ("study", *QUALITY_COLUMNS, "r2_split_gain", "spearman_gain")
 # Column heads: the per-study files do not record n of avg@n or the large k, so the heads stay generic.
 PREDICTOR_HEADS = {
     "post_sft": "post-SFT avg@n",
@@ -67,11 +53,6 @@ NOT_COMPARABLE = "n/c"
 MISSING = "–"
 CSV_FLOAT_FORMAT = "%.6f"
 R2_AXIS_FLOOR = -1.0  # split R² can be far below 0; the figure's axis stops here and labels what lies beyond
-_TRUE = {"true", "1", "yes"}
-_FALSE = {"false", "0", "no"}
-# Fixed file metadata: no creation dates (PDF, SVG) and fixed SVG ids, so a rerun writes the same bytes.
-_METADATA = {"pdf": {"CreationDate": None}, "svg": {"Date": None}}
-_SVG_SALT = "quagmire"
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -115,21 +96,12 @@ def read_quality(path: str | Path, study: str) -> pd.DataFrame:
             frame[column] = pd.to_numeric(frame[column]).astype(float)
         except (TypeError, ValueError) as exc:
             raise QuagmireError(f"{source}: column {column!r} must be numeric ({exc})") from exc
-    frame["comparable"] = [_flag(v, f"{source}: column 'comparable'") for v in frame["comparable"]]
+    frame["comparable"] = [analysis.read_flag(v, f"{source}: column 'comparable'") for v in frame["comparable"]]
     dup = frame.duplicated(["level", "predictor"])
     if dup.any():
         first = frame.loc[dup].iloc[0]
         raise QuagmireError(f"{source}: level {first['level']!r} predictor {first['predictor']!r} given twice")
     return frame
-
-
-def _flag(value: Any, where: str) -> bool:
-    text = str(value).strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise QuagmireError(f"{where} must be True or False (got {value!r})")
 
 
 def paper_table(studies: Sequence[tuple[str, str | Path]]) -> pd.DataFrame:
@@ -309,10 +281,10 @@ def predictor_bars(
     studies = list(dict.fromkeys(table["study"]))
     levels = [lv for lv in analysis.LEVELS if lv in set(table["level"])]
     with matplotlib.style.context(settings.style):
-        fig, axes = plots._new_figure(settings, 2, max(len(levels), 1), sharey="row")
+        fig, axes = plots.new_figure(settings, 2, max(len(levels), 1), sharey="row")
         if not levels:
             for ax in axes.flat:
-                plots._no_data(ax)
+                plots.no_data(ax)
             return fig
         r2_low = 0.0
         for col, level in enumerate(levels):
@@ -377,28 +349,6 @@ def _bar_panel(ax: Any, at: pd.DataFrame, studies: list[str], stat: str, labels:
     return low
 
 
-@contextlib.contextmanager
-def _fixed_ids() -> Iterator[None]:
-    with matplotlib.rc_context({"svg.hashsalt": _SVG_SALT}):
-        yield
-
-
-def save_figure(fig: Figure, path: str | Path, settings: plots.PlotSettings) -> Path:
-    """Write `fig` atomically in `settings.format` with fixed metadata (no dates, fixed SVG ids), then free it."""
-    path = Path(path)
-    suffix = path.suffix.lower().lstrip(".")
-    same = plots._SAME_FORMAT
-    if suffix and same.get(suffix, suffix) != same.get(settings.format, settings.format):
-        plots._close(fig)
-        raise QuagmireError(f"figure path {path} does not end in .{settings.format} (plot format is {settings.format})")
-    try:
-        with atomic_path(path) as tmp, _fixed_ids():
-            fig.savefig(tmp, format=settings.format, dpi=settings.dpi, metadata=_METADATA.get(settings.format))
-    finally:
-        plots._close(fig)
-    return path
-
-
 def render_figure(
     studies: Sequence[tuple[str, str | Path]],
     out: str | Path,
@@ -409,4 +359,4 @@ def render_figure(
     # the study's `plots:` section may come whole; its list of per-study figures does not concern this one
     settings = plots.PlotSettings.from_config({k: v for k, v in (settings_dict or {}).items() if k != "figures"})
     _check_labels(labels, [name for name, _ in studies])
-    return save_figure(predictor_bars(paper_table(studies), settings, labels), out, settings)
+    return plots.save_figure(predictor_bars(paper_table(studies), settings, labels), out, settings)

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import matplotlib
 import matplotlib.style
 import numpy as np
 import pandas as pd
@@ -102,7 +103,7 @@ def _figure(fn: FigureFunction) -> FigureFunction:
     return wrapper
 
 
-def _new_figure(settings: PlotSettings, nrows: int = 1, ncols: int = 1, **kwargs: Any) -> tuple[Figure, Any]:
+def new_figure(settings: PlotSettings, nrows: int = 1, ncols: int = 1, **kwargs: Any) -> tuple[Figure, Any]:
     """A pyplot-free figure sized per panel, with an Agg canvas attached."""
     fig = Figure(
         figsize=(settings.width * ncols, settings.height * nrows), dpi=settings.dpi, layout="constrained"
@@ -112,7 +113,7 @@ def _new_figure(settings: PlotSettings, nrows: int = 1, ncols: int = 1, **kwargs
     return fig, axes
 
 
-def _no_data(ax: Axes, note: str = NO_DATA) -> None:
+def no_data(ax: Axes, note: str = NO_DATA) -> None:
     """Mark a panel as empty so a missing piece is visible rather than silently absent."""
     ax.text(0.5, 0.5, note, transform=ax.transAxes, ha="center", va="center", color="0.5", fontsize=12)
 
@@ -172,7 +173,7 @@ def predictor_scatter(tidy: pd.DataFrame, recipes: pd.DataFrame, settings: PlotS
     values = analysis.predictor_values(tidy, recipes)
     avg, k = values.attrs["avg_metric"], values.attrs["k_large"]
     colors = _run_colors(list(recipes["run"]))
-    fig, axes = _new_figure(settings, 2, 2)
+    fig, axes = new_figure(settings, 2, 2)
     for ax, predictor in zip(axes.flat, analysis.PREDICTORS, strict=True):
         level = "all" if analysis.is_comparable("all", predictor) else "dataset"
         frame = analysis.values_at_level(values, level)
@@ -182,7 +183,7 @@ def predictor_scatter(tidy: pd.DataFrame, recipes: pd.DataFrame, settings: PlotS
         finite = frame[np.isfinite(frame[predictor]) & np.isfinite(frame["post_rl"])]
         if finite.empty:
             ax.set_title(f"{label}\n{LEVEL_LABELS[level]}")
-            _no_data(ax)
+            no_data(ax)
             continue
         for marker, mask in (("o", finite["dataset_level"]), ("s", ~finite["dataset_level"])):
             part = finite[mask]
@@ -223,7 +224,7 @@ def sft_vs_rl_by_epochs(tidy: pd.DataFrame, recipes: pd.DataFrame, settings: Plo
     sft = analysis.macro_metric(tidy, "sft", avg)
     rl = analysis.macro_metric(tidy, "rl", avg)
     runs = analysis.select_level(recipes, "dataset")
-    fig, axes = _new_figure(settings)
+    fig, axes = new_figure(settings)
     ax = axes[0, 0]
     groups = list(runs.groupby(["n_unique", "lr"], sort=True, dropna=False))
     cmap = matplotlib.colormaps["tab10"]
@@ -251,7 +252,7 @@ def sft_vs_rl_by_epochs(tidy: pd.DataFrame, recipes: pd.DataFrame, settings: Plo
     if drawn:
         ax.legend(fontsize=8, loc="best")
     else:
-        _no_data(ax)
+        no_data(ax)
     return fig
 
 
@@ -263,12 +264,12 @@ def subset_bars(tidy: pd.DataFrame, recipes: pd.DataFrame, settings: PlotSetting
     rl = analysis.macro_metric(tidy, "rl", avg)
     runs = analysis.select_level(recipes, "instance")
     runs = runs[runs["run"].isin(sft.index) | runs["run"].isin(rl.index)]
-    fig, axes = _new_figure(settings)
+    fig, axes = new_figure(settings)
     ax = axes[0, 0]
     ax.set_ylabel(f"macro {avg}")
     ax.set_title("SFT vs RL by subset (instance level)")
     if runs.empty:
-        _no_data(ax)
+        no_data(ax)
         return fig
     x = np.arange(len(runs), dtype=float)
     width = 0.38
@@ -319,7 +320,7 @@ def genloss_teaser(tidy: pd.DataFrame, recipes: pd.DataFrame, settings: PlotSett
     rl = analysis.macro_metric(tidy, "rl", avg)
     loss = analysis.heldout_genloss(tidy)
     group, label = _epoch_sweep(analysis.select_level(recipes, "dataset"))
-    fig, axes = _new_figure(settings)
+    fig, axes = new_figure(settings)
     ax = axes[0, 0]
     ax.set_xlabel("SFT epochs")
     ax.set_ylabel(f"macro {avg}")
@@ -350,14 +351,14 @@ def genloss_teaser(tidy: pd.DataFrame, recipes: pd.DataFrame, settings: PlotSett
             ncols=len(handles),
         )
     else:
-        _no_data(ax)
+        no_data(ax)
     return fig
 
 
 @_figure
 def passk_sweep(tidy: pd.DataFrame, recipes: pd.DataFrame, settings: PlotSettings) -> Figure:
     """Spearman ρ of post-SFT pass@k with post-RL accuracy as k grows: where coverage starts to rank runs."""
-    fig, axes = _new_figure(settings)
+    fig, axes = new_figure(settings)
     ax = axes[0, 0]
     avg = analysis.avg_metric_name(tidy)
     ax.set_xlabel("k (post-SFT pass@k)")
@@ -377,7 +378,7 @@ def passk_sweep(tidy: pd.DataFrame, recipes: pd.DataFrame, settings: PlotSetting
         ax.axhline(0.0, color="0.7", linewidth=0.8)
         ax.legend(fontsize=8, loc="best")
     else:
-        _no_data(ax)
+        no_data(ax)
     return fig
 
 
@@ -388,10 +389,10 @@ def passk_curves(tidy: pd.DataFrame, recipes: pd.DataFrame, settings: PlotSettin
     order = list(dict.fromkeys([analysis.BASE_RUN, *recipes["run"]]))
     runs = order + sorted(set(tidy["run"]) - set(order))
     colors = _run_colors(runs)
-    fig, axes = _new_figure(settings, 1, max(len(stages), 1), sharey=True)
+    fig, axes = new_figure(settings, 1, max(len(stages), 1), sharey=True)
     if not stages:
         axes[0, 0].set_title("pass@k curves")
-        _no_data(axes[0, 0])
+        no_data(axes[0, 0])
         return fig
     handles: dict[str, Any] = {}
     for ax, stage in zip(axes[0], stages, strict=True):
@@ -415,17 +416,24 @@ def passk_curves(tidy: pd.DataFrame, recipes: pd.DataFrame, settings: PlotSettin
     return fig
 
 
+# Fixed file metadata, so a rerun writes the same bytes in every format: no creation dates (PDF, SVG), and SVG's
+# element ids drawn from a fixed salt instead of a random one. PNG carries no date.
+_METADATA = {"pdf": {"CreationDate": None}, "svg": {"Date": None}}
+_SVG_SALT = "quagmire"
+
+
 def save_figure(fig: Figure, path: str | Path, settings: PlotSettings) -> Path:
-    """Write the figure atomically in `settings.format`, then release it; the suffix must match the format."""
+    """Write the figure atomically in `settings.format` (fixed metadata), then release it; the suffix must match."""
     path = Path(path)
     suffix = path.suffix.lower().lstrip(".")
     if suffix and _SAME_FORMAT.get(suffix, suffix) != _SAME_FORMAT.get(settings.format, settings.format):
+        _close(fig)
         raise QuagmireError(
             f"figure path {path} does not end in .{settings.format} (plot format is {settings.format})"
         )
     try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format=settings.format, dpi=settings.dpi)
+        with atomic_path(path) as tmp, matplotlib.rc_context({"svg.hashsalt": _SVG_SALT}):
+            fig.savefig(tmp, format=settings.format, dpi=settings.dpi, metadata=_METADATA.get(settings.format))
     finally:
         _close(fig)
     return path
