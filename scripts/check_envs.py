@@ -52,56 +52,31 @@ def dag_jobs(configfile: Path, workdir: Path) -> dict[str, Any]:
 
     Runs Snakemake in-process: call it in a fresh interpreter (`jobs` subcommand) once per config.
     """
-    from snakemake.api import SnakemakeApi
-    from snakemake.settings.types import (
-        ConfigSettings,
-        DAGSettings,
-        DeploymentSettings,
-        OutputSettings,
-        Quietness,
-        ResourceSettings,
-        StorageSettings,
-    )
+    from quagmire.plan import built_dag
 
-    cwd = os.getcwd()
-    try:
-        with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
-            workflow_api = api.workflow(
-                snakefile=REPO / "Snakefile",
-                workdir=Path(workdir),
-                config_settings=ConfigSettings(configfiles=[Path(configfile)]),
-                resource_settings=ResourceSettings(cores=1),
-                storage_settings=StorageSettings(),
-                deployment_settings=DeploymentSettings(),  # conda off: the spec of each job is read, not built
-            )
-            workflow_api.dag(DAGSettings(forceall=True))
-            workflow = workflow_api._workflow
-            # What `snakemake --printdag` does (Snakemake 9.x); no lock, nothing is run or created.
-            workflow._prepare_dag(forceall=True, ignore_incomplete=True, lock_warn_only=True, nolock=True)
-            workflow._build_dag()
-            jobs = []
-            for level in workflow.dag.toposorted():
-                for job in sorted(level, key=lambda j: (j.rule.name, sorted(map(str, j.output)))):
-                    spec = job.conda_env_spec
-                    env = None
-                    if spec is not None:
-                        file = getattr(spec, "file", None)
-                        env = (
-                            os.path.normpath(file.get_path_or_uri(secret_free=True))
-                            if file is not None
-                            else f"unsupported:{spec}"
-                        )
-                    jobs.append({
-                        "rule": job.rule.name,
-                        "env": env,
-                        "shell": job.shellcmd,
-                        "input": sorted(map(str, job.input)),
-                        "output": sorted(map(str, job.output)),
-                        "log": sorted(map(str, job.log)),
-                    })
-            return {"rules": sorted(rule.name for rule in workflow.rules), "jobs": jobs}
-    finally:
-        os.chdir(cwd)
+    # cores=1: the threads formatted into each job's command (the venv test runs them on this machine)
+    with built_dag(configfile, workdir, forceall=True, snakefile=REPO / "Snakefile", cores=1) as workflow:
+        jobs = []
+        for level in workflow.dag.toposorted():
+            for job in sorted(level, key=lambda j: (j.rule.name, sorted(map(str, j.output)))):
+                spec = job.conda_env_spec
+                env = None
+                if spec is not None:
+                    file = getattr(spec, "file", None)
+                    env = (
+                        os.path.normpath(file.get_path_or_uri(secret_free=True))
+                        if file is not None
+                        else f"unsupported:{spec}"
+                    )
+                jobs.append({
+                    "rule": job.rule.name,
+                    "env": env,
+                    "shell": job.shellcmd,
+                    "input": sorted(map(str, job.input)),
+                    "output": sorted(map(str, job.output)),
+                    "log": sorted(map(str, job.log)),
+                })
+        return {"rules": sorted(rule.name for rule in workflow.rules), "jobs": jobs}
 
 
 def dag_jobs_subprocess(configfile: Path, workdir: Path) -> dict[str, Any]:

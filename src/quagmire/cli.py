@@ -181,9 +181,9 @@ def cmd_base_model(args: argparse.Namespace) -> None:
 def _operational(args: argparse.Namespace) -> dict[str, Any]:
     """Operational knobs given on the command line (checkpoint cadence, vLLM memory): how a run goes, not what
     it computes, so they stay out of its settings, its resume fingerprint and its lineage."""
-    names = {"save_steps": "save_steps", "save_total_limit": "save_total_limit",
-             "vllm_gpu_memory": "vllm_gpu_memory_utilization"}
-    return {key: getattr(args, arg) for arg, key in names.items() if getattr(args, arg, None) is not None}
+    knobs = {"save_steps": args.save_steps, "save_total_limit": args.save_total_limit,
+             "vllm_gpu_memory_utilization": getattr(args, "vllm_gpu_memory", None)}  # GRPO only
+    return {key: value for key, value in knobs.items() if value is not None}
 
 
 def cmd_sft(args: argparse.Namespace) -> None:

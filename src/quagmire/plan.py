@@ -12,11 +12,13 @@ and never reach the scheduler, so they are listed but not counted in the hours.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
+import os
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -161,6 +163,47 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
+@contextlib.contextmanager
+def built_dag(
+    configfile: str | Path,
+    workdir: str | Path,
+    *,
+    targets: Sequence[str] = (),
+    forceall: bool = False,
+    snakefile: str | Path | None = None,
+    cores: int = UNLIMITED_CORES,
+) -> Iterator[Any]:
+    """The Snakemake workflow of `configfile` with its DAG built as a dry run builds it: no lock, nothing run or
+    created. For tools that read jobs without running them (`quagmire plan`, scripts/check_envs.py).
+
+    Uses two private calls (`_prepare_dag`, `_build_dag`): the API has no public "build but don't run", and these
+    are what Snakemake's own non-executing commands (--summary, --printdag) call. Snakemake changes into
+    `workdir`; the caller's working directory is restored.
+    """
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.enums import Quietness
+    from snakemake.settings.types import ConfigSettings, DAGSettings, OutputSettings, ResourceSettings
+
+    cwd = os.getcwd()
+    try:
+        quiet = OutputSettings(quiet={Quietness.ALL}, log_level_override=logging.WARNING)
+        with SnakemakeApi(quiet) as api:
+            workflow_api = api.workflow(
+                resource_settings=ResourceSettings(cores=cores),
+                config_settings=ConfigSettings(configfiles=[Path(configfile).resolve()]),
+                snakefile=Path(snakefile or SNAKEFILE).resolve(),
+                workdir=Path(workdir).resolve(),
+            )
+            # force_incomplete: outputs left by a killed job count as to run, as a real run would redo them
+            workflow_api.dag(DAGSettings(targets=frozenset(targets), forceall=forceall, force_incomplete=True))
+            workflow = workflow_api._workflow  # loads the Snakefile (the API has no public getter for it)
+            workflow._prepare_dag(forceall=forceall, ignore_incomplete=False, lock_warn_only=True, nolock=True)
+            workflow._build_dag()
+            yield workflow
+    finally:
+        os.chdir(cwd)
+
+
 def plan_workflow(
     configfile: str | Path,
     targets: Sequence[str] = (),
@@ -174,10 +217,7 @@ def plan_workflow(
     `all_jobs` counts every job as if no output existed (`--forceall`). Config and DAG errors become a
     QuagmireError with Snakemake's message on one line.
     """
-    from snakemake.api import SnakemakeApi
     from snakemake.exceptions import RuleException
-    from snakemake.settings.enums import Quietness
-    from snakemake.settings.types import ConfigSettings, DAGSettings, OutputSettings, ResourceSettings
     from snakemake_interface_common.exceptions import WorkflowError
 
     configfile = Path(configfile)
@@ -196,21 +236,7 @@ def plan_workflow(
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        quiet = OutputSettings(quiet={Quietness.ALL}, log_level_override=logging.WARNING)
-        with SnakemakeApi(quiet) as api:
-            workflow_api = api.workflow(
-                resource_settings=ResourceSettings(cores=UNLIMITED_CORES),
-                config_settings=ConfigSettings(configfiles=[configfile.resolve()]),
-                snakefile=snakefile.resolve(),
-                workdir=workdir.resolve(),
-            )
-            # force_incomplete: outputs left by a killed job are counted as to run, as a real run would redo them
-            workflow_api.dag(DAGSettings(targets=frozenset(targets), forceall=all_jobs, force_incomplete=True))
-            workflow = workflow_api._workflow  # loads the Snakefile (the API has no public getter for it)
-            # What every non-executing API command (summary, list_changes, ...) does to get the DAG; without a lock,
-            # so planning next to a running workflow is safe.
-            workflow._prepare_dag(forceall=all_jobs, ignore_incomplete=False, lock_warn_only=True, nolock=True)
-            workflow._build_dag()
+        with built_dag(configfile, workdir, targets=targets, forceall=all_jobs, snakefile=snakefile) as workflow:
             dag = workflow.dag
             needrun = list(dag.needrun_jobs())
             done = len(dag.jobs) - len(needrun)
