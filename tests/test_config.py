@@ -349,3 +349,13 @@ def test_a_partial_resources_override_keeps_the_familys_other_defaults(schema):
     assert config["resources"]["train"] == {"gpu": 2, "mem_mb": 4000, "runtime": 120}
     assert config["resources"]["genloss"] == {"runtime": 5, "mem_mb": 3000, "gpu": 0}
     assert config["resources"]["rl"] == {"mem_mb": 6000, "runtime": 120, "gpu": 0}
+
+
+def test_loading_a_paper_config_as_one_study_says_what_it_is():
+    from pathlib import Path
+
+    from quagmire.config import load_config
+
+    paper = Path(__file__).resolve().parents[1] / "config" / "paper.yaml"
+    with pytest.raises(QuagmireError, match=r"is a paper config \(it lists `studies`\), not one study"):
+        load_config(paper)
