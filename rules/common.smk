@@ -356,6 +356,11 @@ def paper_resources():
     return {**request, "family": "analysis"}
 
 
+def paper_plot_settings(wildcards):
+    """A function like plot_settings: a JSON string given as a plain param would be read for wildcards."""
+    return as_json({k: v for k, v in RUN.plots.items() if k != "figures"})
+
+
 def paper_study_files(name):
     """Each study's `tables/<name>`, in the paper config's order (the order of the paper tables' rows)."""
     return [study.path("tables", name) for study in STUDIES.values()]

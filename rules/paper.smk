@@ -33,7 +33,7 @@ rule paper_figure:
     params:
         studies=paper_study_pairs,
         labels=paper_labels,
-        settings=as_json({k: v for k, v in RUN.plots.items() if k != "figures"}),
+        settings=paper_plot_settings,
     wildcard_constraints:
         ext=r"png|pdf|svg",
     log:
