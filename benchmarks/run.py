@@ -123,7 +123,7 @@ def _grading_pairs(n_problems: int, n_samples: int, seed: int) -> list[tuple[str
 
 def bench_grading(n_problems: int, n_samples: int, baseline_n: int, workers: int = 2) -> Measurement:
     """Pool with key dedup vs per-sample parse+verify; the baseline cost per sample is extrapolated."""
-    from quagmire.grade import GradingPool, grade_one
+    from quagmire.verify_pool import GradingPool, grade_one
 
     logging.getLogger("math_verify").setLevel(logging.ERROR)  # silence its "timeout disabled" warnings
     pairs = _grading_pairs(n_problems, n_samples, SEED)
@@ -172,7 +172,7 @@ def _pass_at_k_loop(n: list[int], c: list[int], ks: list[int]) -> dict[int, floa
 
 def bench_pass_at_k(n_problems: int, n_samples: int, baseline_problems: int) -> Measurement:
     """Vectorized pass@k for every k in 1, 2, 4, ... n vs a per-problem Python loop (extrapolated if subsampled)."""
-    from quagmire.metrics import ks_for, pass_at_ks
+    from quagmire.eval.metrics import ks_for, pass_at_ks
 
     rng = np.random.default_rng(SEED)
     p = rng.beta(0.5, 1.5, size=n_problems)  # many hard problems, a few easy ones, like a real benchmark
@@ -215,7 +215,7 @@ def bench_sampling(n: int, prompts_per_call: int, calls: int, baseline_completio
     import torch
     import transformers
 
-    from quagmire.sample import HFBackend, SamplingSettings
+    from quagmire.eval.sampling import HFBackend, SamplingSettings
     from quagmire.world.model import TinyModelSpec, build_model
     from quagmire.world.tokenizer import build_tokenizer
 

@@ -29,7 +29,7 @@ def smoke_config() -> dict:
 @pytest.fixture(scope="session")
 def tiny_world(tmp_path_factory: pytest.TempPathFactory, smoke_config: dict) -> Path:
     """The smoke world's pools and benchmarks, written as the `world` rule writes them."""
-    from quagmire.data import WORLD_BENCHMARKS_FILE, build_world, write_world, write_world_benchmark
+    from quagmire.world.data import WORLD_BENCHMARKS_FILE, build_world, write_world, write_world_benchmark
 
     out = tmp_path_factory.mktemp("world")
     write_world(build_world(smoke_config["world"], seed=0), out, {"seed": 0})
@@ -71,7 +71,7 @@ def chat_base(tiny_base: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     """The tiny base model with a tokenizer that has a chat template, as a hub instruct model would have."""
     import shutil
 
-    from quagmire.world.tokenizer import load_tokenizer
+    from quagmire.hf import load_tokenizer
 
     out = tmp_path_factory.mktemp("chat") / "base"
     shutil.copytree(tiny_base, out)

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from quagmire import analysis
+from quagmire.analysis import predictors, tables
 from quagmire.errors import QuagmireError
 
 N = 16
@@ -66,7 +66,7 @@ def synthetic_study(seed: int = 0) -> tuple[list, list, pd.DataFrame, dict[str, 
         )
     recipes = pd.DataFrame(
         [(r, s, n, e, 3e-3, ds, inst) for r, s, n, e, ds, inst, _sft, _loss in RECIPES],
-        columns=list(analysis.RECIPE_COLUMNS),
+        columns=list(tables.RECIPE_COLUMNS),
     )
     return evals, genlosses, recipes, post_rl
 
@@ -74,13 +74,13 @@ def synthetic_study(seed: int = 0) -> tuple[list, list, pd.DataFrame, dict[str, 
 @pytest.fixture(scope="module")
 def study() -> dict[str, Any]:
     evals, genlosses, recipes, post_rl = synthetic_study()
-    tidy = analysis.tidy_table(evals, genlosses)
+    tidy = tables.tidy_table(evals, genlosses)
     return {"evals": evals, "genlosses": genlosses, "recipes": recipes, "post_rl": post_rl, "tidy": tidy}
 
 
 @pytest.fixture(scope="module")
 def values(study: dict[str, Any]) -> pd.DataFrame:
-    return analysis.predictor_values(study["tidy"], study["recipes"])
+    return predictors.predictor_values(study["tidy"], study["recipes"])
 
 
 def lookup(tidy: pd.DataFrame, run: str, stage: str, benchmark: str, metric: str) -> float:
@@ -116,7 +116,7 @@ def test_tidy_table_is_sorted_and_independent_of_input_order(study: dict[str, An
     evals, genlosses = list(study["evals"]), list(study["genlosses"])
     random.Random(1).shuffle(evals)
     random.Random(2).shuffle(genlosses)
-    again = analysis.tidy_table(evals, genlosses)
+    again = tables.tidy_table(evals, genlosses)
     pd.testing.assert_frame_equal(again, study["tidy"])
     keys = list(zip(again["run"], again["stage"], again["benchmark"], again["metric"], strict=True))
     assert keys == sorted(keys)
@@ -124,19 +124,19 @@ def test_tidy_table_is_sorted_and_independent_of_input_order(study: dict[str, An
 
 def test_tidy_table_rejects_unknown_stage_and_duplicates() -> None:
     with pytest.raises(QuagmireError, match="stage must be one of"):
-        analysis.tidy_table([("ep1", "dpo", metrics_json(0.3, 0.8))], [])
+        tables.tidy_table([("ep1", "dpo", metrics_json(0.3, 0.8))], [])
     with pytest.raises(QuagmireError, match="given twice"):
-        analysis.tidy_table([("ep1", "sft", metrics_json(0.3, 0.8))] * 2, [])
+        tables.tidy_table([("ep1", "sft", metrics_json(0.3, 0.8))] * 2, [])
     with pytest.raises(QuagmireError, match="no 'benchmarks'"):
-        analysis.tidy_table([("ep1", "sft", {"macro": {}})], [])
+        tables.tidy_table([("ep1", "sft", {"macro": {}})], [])
 
 
 def test_tidy_csv_round_trip_keeps_run_names_as_text(study: dict[str, Any], tmp_path: Any) -> None:
     tidy = pd.concat(
-        [study["tidy"], pd.DataFrame([["NA", "sft", "macro", "avg@16", 0.1]], columns=analysis.TIDY_COLUMNS)]
+        [study["tidy"], pd.DataFrame([["NA", "sft", "macro", "avg@16", 0.1]], columns=tables.TIDY_COLUMNS)]
     )
     tidy.to_csv(tmp_path / "tidy.csv", index=False)
-    back = analysis.read_tidy(tmp_path / "tidy.csv")
+    back = tables.read_tidy(tmp_path / "tidy.csv")
     assert "NA" in set(back["run"])
     pd.testing.assert_frame_equal(back.reset_index(drop=True), tidy.reset_index(drop=True), check_dtype=False)
 
@@ -149,14 +149,14 @@ def test_read_recipes_accepts_text_flags_and_a_base_row(tmp_path: Any) -> None:
         "ep1,all,512,1,0.003,true,false\n"
         "mix,mix,256,2,0.003,0,1\n"
     )
-    recipes = analysis.read_recipes(path)
+    recipes = tables.read_recipes(path)
     assert list(recipes["dataset_level"]) == [False, True, False]
     assert list(recipes["instance_level"]) == [False, False, True]
     with pytest.raises(QuagmireError, match="dataset_level"):
         path.write_text(
             "run,subset,n_unique,epochs,lr,dataset_level,instance_level\nep1,all,1,1,0.1,maybe,0\n"
         )
-        analysis.read_recipes(path)
+        tables.read_recipes(path)
 
 
 # ---- predictor values ------------------------------------------------------------------------------------
@@ -184,7 +184,7 @@ def test_predictor_values_reads_macro_scores_and_negates_the_loss(
 def test_predictor_values_skips_runs_without_rl_and_honours_k_large(study: dict[str, Any]) -> None:
     tidy = study["tidy"]
     no_rl = tidy[~((tidy["run"] == "mix") & (tidy["stage"] == "rl"))]
-    values = analysis.predictor_values(no_rl, study["recipes"], k_large=4)
+    values = predictors.predictor_values(no_rl, study["recipes"], k_large=4)
     assert "mix" not in set(values["run"]) and len(values) == len(RECIPES) - 1
     assert values.attrs["k_large"] == 4
     expected = lookup(tidy, "ep1", "sft", "macro", "pass@4")
@@ -194,17 +194,17 @@ def test_predictor_values_skips_runs_without_rl_and_honours_k_large(study: dict[
 def test_predictor_values_errors_name_what_is_missing(study: dict[str, Any]) -> None:
     tidy, recipes = study["tidy"], study["recipes"]
     with pytest.raises(QuagmireError, match=r"pass@64.*k present: 1, 2, 4, 8, 16"):
-        analysis.predictor_values(tidy, recipes, k_large=64)
+        predictors.predictor_values(tidy, recipes, k_large=64)
     no_loss = tidy[~((tidy["run"] == "ep2") & (tidy["metric"] == "genloss"))]
     with pytest.raises(QuagmireError, match="ep2.*generalization loss"):
-        analysis.predictor_values(no_loss, recipes)
+        predictors.predictor_values(no_loss, recipes)
     with pytest.raises(QuagmireError, match="ep1.*no row in the recipes"):
-        analysis.predictor_values(tidy, recipes[recipes["run"] != "ep1"])
-    mixed = analysis.tidy_table(
+        predictors.predictor_values(tidy, recipes[recipes["run"] != "ep1"])
+    mixed = tables.tidy_table(
         [("ep1", "sft", metrics_json(0.3, 0.8)), ("ep1", "rl", metrics_json(0.4, 0.8, n=32))], []
     )
     with pytest.raises(QuagmireError, match="avg@16, avg@32"):
-        analysis.predictor_values(mixed, recipes)
+        predictors.predictor_values(mixed, recipes)
 
 
 # ---- fits ------------------------------------------------------------------------------------------------
@@ -212,7 +212,7 @@ def test_predictor_values_errors_name_what_is_missing(study: dict[str, Any]) -> 
 
 def test_fit_predictor_recovers_an_exact_line() -> None:
     x = np.array([0.1, 0.4, 0.2, 0.9, 0.5])
-    fit = analysis.fit_predictor(x, 2.0 * x + 1.0)
+    fit = predictors.fit_predictor(x, 2.0 * x + 1.0)
     assert fit["slope"] == pytest.approx(2.0) and fit["intercept"] == pytest.approx(1.0)
     assert fit["r2"] == pytest.approx(1.0) and fit["pearson"] == pytest.approx(1.0)
     assert fit["spearman"] == pytest.approx(1.0) and fit["n"] == 5
@@ -223,38 +223,38 @@ def test_fit_predictor_recovers_a_noisy_slope_and_ignores_nan_pairs() -> None:
     x = rng.uniform(0, 1, 200)
     y = -0.7 * x + 0.2 + rng.normal(0, 0.02, 200)
     x[5] = np.nan
-    fit = analysis.fit_predictor(x, y)
+    fit = predictors.fit_predictor(x, y)
     assert fit["n"] == 199
     assert fit["slope"] == pytest.approx(-0.7, abs=0.02)
     assert 0.95 < fit["r2"] < 1.0 and fit["spearman"] < -0.95
 
 
 def test_fit_predictor_gives_nan_not_errors_when_a_fit_is_meaningless() -> None:
-    assert math.isnan(analysis.fit_predictor([1.0, 2.0], [3.0, 4.0])["r2"])
-    constant = analysis.fit_predictor([1.0, 1.0, 1.0, 1.0], [0.1, 0.2, 0.3, 0.4])
+    assert math.isnan(predictors.fit_predictor([1.0, 2.0], [3.0, 4.0])["r2"])
+    constant = predictors.fit_predictor([1.0, 1.0, 1.0, 1.0], [0.1, 0.2, 0.3, 0.4])
     assert math.isnan(constant["slope"]) and math.isnan(constant["spearman"])
 
 
 def test_lower_loss_higher_rl_gives_positive_spearman_for_neg_genloss(values: pd.DataFrame) -> None:
-    dataset = analysis.values_at_level(values, "dataset")
-    assert analysis.fit_predictor(dataset["genloss"], dataset["post_rl"])["spearman"] < 0
-    assert analysis.fit_predictor(dataset["neg_genloss"], dataset["post_rl"])["spearman"] > 0.9
+    dataset = predictors.values_at_level(values, "dataset")
+    assert predictors.fit_predictor(dataset["genloss"], dataset["post_rl"])["spearman"] < 0
+    assert predictors.fit_predictor(dataset["neg_genloss"], dataset["post_rl"])["spearman"] > 0.9
 
 
 def test_split_r2_is_deterministic_given_a_seed() -> None:
     rng = np.random.default_rng(0)
     x = rng.uniform(size=12)
     y = x + rng.normal(0, 0.3, 12)
-    assert analysis.split_r2(x, y, seed=5) == analysis.split_r2(x, y, seed=5)
-    assert analysis.split_r2(x, y, seed=5) != analysis.split_r2(x, y, seed=6)
-    mean, std = analysis.split_r2(x, 3 * x - 1, n_splits=50)
+    assert predictors.split_r2(x, y, seed=5) == predictors.split_r2(x, y, seed=5)
+    assert predictors.split_r2(x, y, seed=5) != predictors.split_r2(x, y, seed=6)
+    mean, std = predictors.split_r2(x, 3 * x - 1, n_splits=50)
     assert mean == pytest.approx(1.0) and std == pytest.approx(0.0, abs=1e-12)
 
 
 def test_split_r2_is_nan_when_no_split_can_be_scored() -> None:
-    assert all(math.isnan(v) for v in analysis.split_r2([1.0, 2.0, 3.0], [1.0, 2.0, 3.0]))
-    assert all(math.isnan(v) for v in analysis.split_r2([1.0] * 6, [1.0, 2, 3, 4, 5, 6]))
-    mean, _ = analysis.split_r2([1.0, 2.0, 3.0, 4.0], [2.0, 1.0, 4.0, 3.0], n_splits=20)
+    assert all(math.isnan(v) for v in predictors.split_r2([1.0, 2.0, 3.0], [1.0, 2.0, 3.0]))
+    assert all(math.isnan(v) for v in predictors.split_r2([1.0] * 6, [1.0, 2, 3, 4, 5, 6]))
+    mean, _ = predictors.split_r2([1.0, 2.0, 3.0, 4.0], [2.0, 1.0, 4.0, 3.0], n_splits=20)
     assert math.isfinite(mean)  # four points: fit on two, score on two
 
 
@@ -262,14 +262,14 @@ def test_split_r2_is_nan_when_no_split_can_be_scored() -> None:
 
 
 def test_predictor_quality_levels_and_comparable_flags(values: pd.DataFrame) -> None:
-    quality = analysis.predictor_quality(values, n_splits=50)
+    quality = predictors.predictor_quality(values, n_splits=50)
     assert list(quality.columns) == [
         "level", "predictor", "n_runs", "slope", "intercept", "r2",
         "r2_split_mean", "r2_split_std", "spearman", "pearson", "comparable",
     ]  # fmt: skip
-    assert len(quality) == len(analysis.LEVELS) * len(analysis.PREDICTORS)
+    assert len(quality) == len(predictors.LEVELS) * len(predictors.PREDICTORS)
     flags = {(r.level, r.predictor): r.comparable for r in quality.itertuples()}
-    assert all(flags[("dataset", p)] for p in analysis.PREDICTORS)
+    assert all(flags[("dataset", p)] for p in predictors.PREDICTORS)
     for level in ("instance", "all"):
         assert flags[(level, "post_sft")] and flags[(level, "pass_at_k_large")]
         assert not flags[(level, "neg_genloss")] and not flags[(level, "avg_both")]
@@ -278,7 +278,7 @@ def test_predictor_quality_levels_and_comparable_flags(values: pd.DataFrame) -> 
 
 
 def test_generalization_loss_beats_the_sft_score_at_dataset_level(values: pd.DataFrame) -> None:
-    quality = analysis.predictor_quality(values, levels=("dataset",), n_splits=50).set_index("predictor")
+    quality = predictors.predictor_quality(values, levels=("dataset",), n_splits=50).set_index("predictor")
     assert quality.loc["neg_genloss", "spearman"] > 0.9 > 0.5 > quality.loc["post_sft", "spearman"]
     assert quality.loc["neg_genloss", "r2"] > 0.9 > 0.5 > quality.loc["post_sft", "r2"]
     assert quality.loc["neg_genloss", "r2_split_mean"] > quality.loc["post_sft", "r2_split_mean"]
@@ -286,32 +286,32 @@ def test_generalization_loss_beats_the_sft_score_at_dataset_level(values: pd.Dat
 
 
 def test_avg_both_is_zscored_within_each_level(values: pd.DataFrame) -> None:
-    dataset = analysis.values_at_level(values, "dataset")
+    dataset = predictors.values_at_level(values, "dataset")
     assert dataset["avg_both"].mean() == pytest.approx(0.0, abs=1e-12)
     overall = values.set_index("run").loc[dataset["run"], "avg_both"].to_numpy()
     assert not np.allclose(dataset["avg_both"].to_numpy(), overall)
-    quality = analysis.predictor_quality(values, levels=("dataset",), n_splits=10).set_index("predictor")
-    direct = analysis.fit_predictor(dataset["avg_both"], dataset["post_rl"])
+    quality = predictors.predictor_quality(values, levels=("dataset",), n_splits=10).set_index("predictor")
+    direct = predictors.fit_predictor(dataset["avg_both"], dataset["post_rl"])
     assert quality.loc["avg_both", "slope"] == pytest.approx(direct["slope"])
 
 
 def test_small_or_empty_levels_give_nan_statistics(values: pd.DataFrame) -> None:
     two_instance = values[~values["run"].isin(["random", "mix"])]
-    quality = analysis.predictor_quality(two_instance, levels=("instance",), n_splits=10)
+    quality = predictors.predictor_quality(two_instance, levels=("instance",), n_splits=10)
     assert (quality["n_runs"] == 2).all()
     assert quality[["slope", "r2", "r2_split_mean", "spearman", "pearson"]].isna().all().all()
-    empty = analysis.predictor_quality(values[values["run"] == "none"], n_splits=10)
+    empty = predictors.predictor_quality(values[values["run"] == "none"], n_splits=10)
     assert (empty["n_runs"] == 0).all() and empty["r2"].isna().all()
     with pytest.raises(QuagmireError, match="unknown level 'paper'"):
-        analysis.predictor_quality(values, levels=("paper",))
+        predictors.predictor_quality(values, levels=("paper",))
 
 
 def test_passk_correlation_sweep_has_one_row_per_k(study: dict[str, Any]) -> None:
-    sweep = analysis.passk_correlation_sweep(study["tidy"], study["recipes"])
+    sweep = predictors.passk_correlation_sweep(study["tidy"], study["recipes"])
     assert list(sweep.columns) == ["k", "spearman", "pearson", "n_runs"]
     assert list(sweep["k"]) == list(KS)
     assert (sweep["n_runs"] == len(RECIPES)).all()
     # pass@1 is the SFT score (uninformative here); pass@16 tracks the RL outcome
     assert sweep["spearman"].iloc[-1] > 0.9 > sweep["spearman"].iloc[0]
-    dataset = analysis.passk_correlation_sweep(study["tidy"], study["recipes"], level="dataset")
+    dataset = predictors.passk_correlation_sweep(study["tidy"], study["recipes"], level="dataset")
     assert (dataset["n_runs"] == 6).all()

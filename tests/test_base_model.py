@@ -7,13 +7,12 @@ from pathlib import Path
 
 import pytest
 
-import quagmire.base_model as base_model
-from quagmire.base_model import check_snapshot, fetch_base
+import quagmire.train.base_model as base_model
 from quagmire.errors import QuagmireError
+from quagmire.hf import load_tokenizer, num_parameters
 from quagmire.io import read_json
-from quagmire.launch import num_parameters
 from quagmire.provenance import sha256_file
-from quagmire.world.tokenizer import load_tokenizer
+from quagmire.train.base_model import check_snapshot, fetch_base
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 

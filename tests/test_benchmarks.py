@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from quagmire.benchmarks import (
+from quagmire.data.benchmarks import (
     ANSWER_HASHES,
     ANSWER_LIST,
     BENCHMARKS,
@@ -20,9 +20,9 @@ from quagmire.benchmarks import (
     write_benchmark,
 )
 from quagmire.errors import QuagmireError
-from quagmire.grade import GradingPool
 from quagmire.io import read_json, read_parquet_metadata
 from quagmire.provenance import sha256_file
+from quagmire.verify_pool import GradingPool
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "benchmarks"
 EXPECTED_ROWS = {

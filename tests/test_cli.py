@@ -10,8 +10,8 @@ import pytest
 
 from quagmire.cli import build_parser, main
 from quagmire.config import load_config
+from quagmire.hf import load_tokenizer
 from quagmire.io import read_json
-from quagmire.world.tokenizer import load_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = (

@@ -10,19 +10,18 @@ import pandas as pd
 import pytest
 
 from quagmire.config import load_config
-from quagmire.data import (
+from quagmire.data.subsets import response_lengths, select_subset
+from quagmire.errors import QuagmireError
+from quagmire.io import read_json, read_parquet_metadata
+from quagmire.world.data import (
     POOLS,
     SOURCE,
     WORLD_BENCHMARKS_FILE,
     build_world,
     disjointness_audit,
-    response_lengths,
-    select_subset,
     write_world,
     write_world_benchmark,
 )
-from quagmire.errors import QuagmireError
-from quagmire.io import read_json, read_parquet_metadata
 from quagmire.world.tokenizer import build_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]

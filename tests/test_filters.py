@@ -8,21 +8,20 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from quagmire.errors import QuagmireError
-from quagmire.filters import (
+from quagmire.data.filters import (
     AUDIT_COLUMNS,
     DEFAULT_FILTERS,
     NgramIndex,
-    dedup_key,
-    ngram_words,
     resolve_filters,
     run_filters,
-    split_heldout,
     write_filtered,
 )
-from quagmire.grade import GradingPool
+from quagmire.data.split import split_heldout
+from quagmire.data.text import dedup_key, ngram_words
+from quagmire.errors import QuagmireError
 from quagmire.io import read_json, read_parquet_metadata
 from quagmire.provenance import sha256_file
+from quagmire.verify_pool import GradingPool
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "benchmarks"
 OFF = {"dedup": False, "gold_parses": False, "decontaminate": False, "min_tokens": None, "max_tokens": None}
@@ -180,7 +179,7 @@ def test_a_real_math500_problem_is_caught_against_the_real_benchmark() -> None:
     path = SHARED / "math500.jsonl"
     if not path.is_file():
         pytest.skip(f"shared benchmark file {path} is absent")
-    from quagmire.benchmarks import load_benchmark
+    from quagmire.data.benchmarks import load_benchmark
 
     math500, _ = load_benchmark("math500", path)
     target = math500.iloc[123]
@@ -313,7 +312,7 @@ def test_a_heldout_size_that_leaves_no_pool_is_an_error() -> None:
 
 
 def test_filter_files_refuses_raw_files_of_two_kinds(tmp_path: Path) -> None:
-    from quagmire.filters import filter_files
+    from quagmire.data.filters import filter_files
     from quagmire.io import write_parquet
 
     row = {"problem_id": "a-1", "prompt": "p", "response": "", "answer": "1", "source": "s", "source_row": 0}

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from quagmire.genloss import (
+from quagmire.eval.genloss import (
     DEFINITION,
     TOKEN_CLASS_RULE,
     TOKEN_CLASSES,
@@ -17,7 +17,7 @@ from quagmire.genloss import (
     held_out_loss,
     token_classes,
 )
-from quagmire.world.tokenizer import load_tokenizer
+from quagmire.hf import load_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +79,7 @@ def test_loss_counts_exactly_the_tokens_sft_trains_on(
     from transformers import AutoModelForCausalLM
     from trl import SFTConfig, SFTTrainer
 
-    from quagmire.sft import prompt_completion_dataset
+    from quagmire.train.sft import prompt_completion_dataset
 
     model_dir = chat_base if chat else tiny_base
     tokenizer = load_tokenizer(model_dir)

@@ -14,8 +14,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from quagmire.answers import _closing_brace_loop, _closing_brace_vectorized, extract_boxed
 from quagmire.errors import QuagmireError
-from quagmire.grade import (
+from quagmire.eval.grading import grade_samples
+from quagmire.train.rewards import make_correctness_reward
+from quagmire.verify_pool import (
     CORRECT,
     GOLD_INVALID,
     INCORRECT,
@@ -24,12 +27,7 @@ from quagmire.grade import (
     TIMEOUT,
     GradingPool,
     Verdict,
-    _closing_brace_loop,
-    _closing_brace_vectorized,
-    extract_boxed,
     grade_one,
-    grade_samples,
-    make_correctness_reward,
 )
 
 TIMEOUT_S = 2.0
@@ -201,7 +199,7 @@ def test_a_killed_worker_is_replaced_without_losing_items(pool: GradingPool):
 
 ORPHAN_SCRIPT = """
 import sys
-from quagmire.grade import GradingPool
+from quagmire.verify_pool import GradingPool
 if __name__ == "__main__":
     pool = GradingPool(workers=1, timeout_s=1.0)
     pool.grade([("1", "1")])

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from quagmire.errors import QuagmireError
-from quagmire.grade import STATUSES
-from quagmire.metrics import benchmark_metrics, bootstrap_ci, ks_for, maj_at_n, pass_at_k, score
+from quagmire.eval.metrics import benchmark_metrics, bootstrap_ci, ks_for, maj_at_n, pass_at_k, score
+from quagmire.verify_pool import STATUSES
 
 
 def exact_pass_at_k(n: int, c: int, k: int) -> Fraction:
@@ -167,7 +167,7 @@ def test_pass_at_ks_with_mixed_sample_counts_matches_exact_fractions() -> None:
     from fractions import Fraction
     from math import comb
 
-    from quagmire.metrics import pass_at_ks
+    from quagmire.eval.metrics import pass_at_ks
 
     rng = np.random.default_rng(3)
     n = rng.choice([8, 16, 33], size=60)

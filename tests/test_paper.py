@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from quagmire import analysis, cli, paper, plots
+from quagmire import cli
+from quagmire.analysis import paper, plots, predictors
 from quagmire.errors import QuagmireError
 
 FAST = {"dpi": 40, "width": 3.0, "height": 2.0}
@@ -37,7 +38,7 @@ def synthetic_values(seed: int, n_dataset: int = 6, n_instance: int = 5) -> pd.D
 
 
 def write_study(tmp_path: Path, name: str, seed: int, **kwargs: int) -> Path:
-    quality = analysis.predictor_quality(synthetic_values(seed, **kwargs), n_splits=50, seed=0)
+    quality = predictors.predictor_quality(synthetic_values(seed, **kwargs), n_splits=50, seed=0)
     path = tmp_path / name / "predictors.csv"
     path.parent.mkdir(parents=True)
     quality.to_csv(path, index=False)  # exactly as `quagmire predictors` writes it
@@ -56,11 +57,11 @@ def studies(tmp_path: Path) -> list[tuple[str, Path]]:
 def test_long_table_rows_order_and_gains(studies: list[tuple[str, Path]]) -> None:
     table = paper.paper_table(studies)
     assert list(table.columns) == list(paper.PAPER_COLUMNS)
-    assert len(table) == 3 * len(analysis.LEVELS) * len(analysis.PREDICTORS)
+    assert len(table) == 3 * len(predictors.LEVELS) * len(predictors.PREDICTORS)
     assert list(dict.fromkeys(table["study"])) == ["llama", "mistral", "qwen"]
     first = table[table["study"] == "llama"]
-    assert list(dict.fromkeys(first["level"])) == list(analysis.LEVELS)
-    assert list(first["predictor"][:4]) == list(analysis.PREDICTORS)
+    assert list(dict.fromkeys(first["level"])) == list(predictors.LEVELS)
+    assert list(first["predictor"][:4]) == list(predictors.PREDICTORS)
     source = pd.read_csv(studies[0][1]).set_index(["level", "predictor"])
     row = first.set_index(["level", "predictor"]).loc[("dataset", "pass_at_k_large")]
     assert row["spearman"] == source.loc[("dataset", "pass_at_k_large"), "spearman"]  # read, not refitted
@@ -85,7 +86,7 @@ def test_markdown_has_a_table_per_level_with_rows_per_study(studies: list[tuple[
     assert rows[0].startswith("| model | n | post-SFT avg@n R² | post-SFT avg@n ρ | − gen. loss R²")
     assert rows[2].startswith("| Llama3-8B | 6 | ") and rows[3].startswith("| mistral | 6 | ")
     cells = rows[2].strip("| ").split(" | ")
-    assert len(cells) == 2 + 2 * len(analysis.PREDICTORS)
+    assert len(cells) == 2 + 2 * len(predictors.PREDICTORS)
     assert all(" ± " in cells[i] for i in (2, 4, 6, 8))
     assert "n/c" not in dataset.split("Table 1b")[0]
     qwen = rows[4].strip("| ").split(" | ")
@@ -188,7 +189,7 @@ def test_cli_reports_bad_arguments_as_one_line(studies: list[tuple[str, Path]], 
 
 
 def test_a_study_without_a_level_gets_a_row_of_dashes(studies: list[tuple[str, Path]], tmp_path: Path) -> None:
-    quality = analysis.predictor_quality(synthetic_values(4), levels=("dataset",), n_splits=20)
+    quality = predictors.predictor_quality(synthetic_values(4), levels=("dataset",), n_splits=20)
     path = tmp_path / "dataset_only.csv"
     quality.to_csv(path, index=False)
     table = paper.paper_table([*studies[:1], ("gemma", path)])

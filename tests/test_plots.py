@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from quagmire import analysis, plots
+from quagmire.analysis import plots
+from quagmire.analysis import tables as tidy_tables
 from quagmire.errors import QuagmireError
 
 FAST = {"dpi": 40, "width": 3.0, "height": 2.0}
@@ -55,9 +56,9 @@ def tables() -> tuple[pd.DataFrame, pd.DataFrame]:
         genlosses.append((run, {"genloss": loss, "n_tokens": 100, "n_examples": 10}))
     recipes = pd.DataFrame(
         [(r, s, n, e, 3e-3, d, i) for r, s, n, e, d, i, _sft, _loss in RECIPES],
-        columns=list(analysis.RECIPE_COLUMNS),
+        columns=list(tidy_tables.RECIPE_COLUMNS),
     )
-    return analysis.tidy_table(evals, genlosses), recipes
+    return tidy_tables.tidy_table(evals, genlosses), recipes
 
 
 def without(tidy: pd.DataFrame, stage: str, runs: list[str] | None = None) -> pd.DataFrame:

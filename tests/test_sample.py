@@ -16,8 +16,7 @@ import pandas as pd
 import pytest
 
 from quagmire.errors import QuagmireError
-from quagmire.io import partial_dir, read_parquet_metadata, write_parquet
-from quagmire.sample import (
+from quagmire.eval.sampling import (
     SAMPLE_COLUMNS,
     CallStore,
     HFBackend,
@@ -28,6 +27,7 @@ from quagmire.sample import (
     sample_to_file,
     shard_calls,
 )
+from quagmire.io import partial_dir, read_parquet_metadata, write_parquet
 
 SETTINGS = SamplingSettings(n=4, temperature=1.0, top_p=1.0, max_new_tokens=12, seed=7, prompts_per_call=3)
 
@@ -114,7 +114,7 @@ def test_instruction_follows_the_problem_and_templates_need_a_prompt_slot() -> N
 
 
 def test_vllm_requests_carry_the_same_sampling_parameters() -> None:
-    from quagmire.sample import vllm_sampling_kwargs
+    from quagmire.eval.sampling import vllm_sampling_kwargs
 
     kwargs = vllm_sampling_kwargs(SETTINGS, seed=11)
     assert kwargs == {"n": 4, "temperature": 1.0, "top_p": 1.0, "max_tokens": 12, "seed": 11}
@@ -123,7 +123,7 @@ def test_vllm_requests_carry_the_same_sampling_parameters() -> None:
 def test_vllm_outputs_convert_to_the_shared_schema_in_sample_order() -> None:
 
     from quagmire.errors import QuagmireError
-    from quagmire.sample import completions_from_vllm
+    from quagmire.eval.sampling import completions_from_vllm
 
     def out(index: int, text: str, tokens: int, reason: str) -> SimpleNamespace:
         return SimpleNamespace(index=index, text=text, token_ids=list(range(tokens)), finish_reason=reason)
@@ -142,7 +142,7 @@ def test_vllm_backend_without_vllm_says_what_to_do(tiny_base: Path) -> None:
     import importlib.util
 
     from quagmire.errors import QuagmireError
-    from quagmire.sample import make_backend
+    from quagmire.eval.sampling import make_backend
 
     if importlib.util.find_spec("vllm") is not None:
         pytest.skip("vllm is installed here")
@@ -211,7 +211,7 @@ def test_resume_reads_finished_calls_and_draws_only_the_rest(
     tiny_base: Path, tiny_world: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """In process: the calls a killed attempt finished are not drawn again, and the result is the same."""
-    import quagmire.sample as sample
+    import quagmire.eval.sampling as sample
 
     bench = tiny_world / "benchmarks" / "addsub2.parquet"
     reference = tmp_path / "ref.parquet"
@@ -286,7 +286,7 @@ def test_sigkilled_sampling_job_resumes_without_redrawing(
 
 
 def test_a_turn_end_token_from_the_generation_config_also_stops_a_completion() -> None:
-    from quagmire.sample import stop_token_ids
+    from quagmire.eval.sampling import stop_token_ids
 
     tokenizer = SimpleNamespace(eos_token_id=2)
     assert stop_token_ids(tokenizer) == [2]

@@ -8,10 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from quagmire.errors import QuagmireError
-from quagmire.io import read_json, read_parquet_metadata
-from quagmire.provenance import sha256_file
-from quagmire.sources import (
+from quagmire.data.sources import (
     RL_RESPONSE,
     SCHEMA,
     SOURCES,
@@ -19,6 +16,9 @@ from quagmire.sources import (
     load_source,
     write_source,
 )
+from quagmire.errors import QuagmireError
+from quagmire.io import read_json, read_parquet_metadata
+from quagmire.provenance import sha256_file
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
@@ -299,7 +299,7 @@ def test_write_source_stores_the_manifest_beside_and_inside_the_file(tmp_path: P
 
 
 def test_config_entries_name_a_registered_source_of_the_right_kind_or_define_their_own(tmp_path: Path) -> None:
-    from quagmire.sources import source_from_config
+    from quagmire.data.sources import source_from_config
 
     spec = source_from_config({"name": "math_train", "path": "m.jsonl", "keep_fields": ["level"]}, "rl", "data.rl[0]")
     assert (spec.kind, spec.path, spec.keep_fields) == ("rl", "m.jsonl", ("level",))

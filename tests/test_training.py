@@ -23,7 +23,7 @@ from transformers import TrainerCallback
 from quagmire.errors import QuagmireError
 from quagmire.io import partial_dir
 from quagmire.provenance import sha256_file
-from quagmire.training import (
+from quagmire.train.runner import (
     COMPLETE_MARKER,
     TRAINER_SCRATCH,
     checkpoint_is_complete,
@@ -78,9 +78,9 @@ class Pause(TrainerCallback):
 if __name__ == "__main__":  # grading workers re-import the main module
     spec = json.loads(sys.argv[1])
     if spec["kind"] == "sft":
-        from quagmire.sft import train_sft as train
+        from quagmire.train.sft import train_sft as train
     else:
-        from quagmire.grpo import train_grpo as train
+        from quagmire.train.grpo import train_grpo as train
     paths = [Path(spec[key]) for key in ("parent", "data", "out")]
     train(*paths, spec["settings"], callbacks=[Pause(spec["pause_after"])])
 """
@@ -95,7 +95,7 @@ def sft_data(tiny_world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
 
 @pytest.fixture(scope="module")
 def sft_checkpoint(tiny_base: Path, sft_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from quagmire.sft import train_sft
+    from quagmire.train.sft import train_sft
 
     out = tmp_path_factory.mktemp("sft") / "random_n32_ep1"
     train_sft(tiny_base, sft_data, out, SFT_SETTINGS)
@@ -118,7 +118,7 @@ def _stats(model_dir: Path) -> dict[str, Any]:
 def test_sft_checkpoint_is_a_loadable_model_with_its_tokenizer(sft_checkpoint: Path) -> None:
     from transformers import AutoModelForCausalLM
 
-    from quagmire.world.tokenizer import load_tokenizer
+    from quagmire.hf import load_tokenizer
 
     model = AutoModelForCausalLM.from_pretrained(sft_checkpoint)
     tokenizer = load_tokenizer(sft_checkpoint)
@@ -152,7 +152,7 @@ def test_sft_lineage_names_the_exact_data_and_parent(sft_checkpoint: Path, sft_d
 def test_grpo_trains_from_an_sft_checkpoint_with_the_configured_group(
     sft_checkpoint: Path, tiny_world: Path, tmp_path: Path
 ) -> None:
-    from quagmire.grpo import train_grpo
+    from quagmire.train.grpo import train_grpo
 
     out = tmp_path / "rl"
     stats = train_grpo(sft_checkpoint, tiny_world / "rl.parquet", out, RL_SETTINGS)
@@ -169,7 +169,7 @@ def test_grpo_trains_from_an_sft_checkpoint_with_the_configured_group(
 
 
 def test_grpo_rejects_prompts_without_gold_answers(sft_checkpoint: Path, tmp_path: Path) -> None:
-    from quagmire.grpo import train_grpo
+    from quagmire.train.grpo import train_grpo
 
     prompts = tmp_path / "rl.parquet"
     pd.DataFrame({"prompt": ["1+1="]}).to_parquet(prompts)
@@ -266,7 +266,7 @@ def _assert_same_run(resumed: Path, uninterrupted: Path) -> None:
 def test_killed_sft_resumes_to_the_same_checkpoint(
     tiny_base: Path, sft_data: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from quagmire.sft import train_sft
+    from quagmire.train.sft import train_sft
 
     # 2 epochs of 4 steps, a checkpoint every 2: killed after step 6, the run resumes mid-way through epoch 2
     # (the hardest case: a new epoch's shuffle, then batches to skip).
@@ -300,7 +300,7 @@ def test_killed_sft_resumes_to_the_same_checkpoint(
 
 @pytest.mark.slow
 def test_killed_grpo_resumes_to_the_same_checkpoint(sft_checkpoint: Path, tiny_world: Path, tmp_path: Path) -> None:
-    from quagmire.grpo import train_grpo
+    from quagmire.train.grpo import train_grpo
 
     # The toy model never solves a real problem: with the true golds every reward is 0, every advantage 0, and
     # GRPO would leave the weights alone, so "resumed == uninterrupted" would hold trivially. With the gold "0",
@@ -379,7 +379,7 @@ class _CrashAfter(TrainerCallback):
 def test_a_partial_run_for_other_settings_is_discarded_not_resumed(
     tiny_base: Path, sft_data: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from quagmire.sft import train_sft
+    from quagmire.train.sft import train_sft
 
     out = tmp_path / "sft"
     settings = {**SFT_SETTINGS, "save_steps": 2}
@@ -396,7 +396,7 @@ def test_a_partial_run_for_other_settings_is_discarded_not_resumed(
 def test_a_run_stopped_after_its_last_checkpoint_publishes_without_training_again(
     tiny_base: Path, sft_data: Path, sft_checkpoint: Path, tmp_path: Path
 ) -> None:
-    from quagmire.sft import train_sft
+    from quagmire.train.sft import train_sft
 
     out = tmp_path / "sft"
     with pytest.raises(RuntimeError, match="simulated crash"):
@@ -410,7 +410,7 @@ def test_a_run_stopped_after_its_last_checkpoint_publishes_without_training_agai
 
 
 def test_the_fingerprint_follows_settings_data_and_parent(tiny_base: Path, sft_data: Path, tmp_path: Path) -> None:
-    from quagmire.training import run_fingerprint
+    from quagmire.train.runner import run_fingerprint
 
     data, parent = tmp_path / "data.parquet", tmp_path / "parent"
     shutil.copy(sft_data, data)
@@ -461,9 +461,9 @@ def test_sft_loss_covers_exactly_the_completion_tokens(
     from transformers import AutoModelForCausalLM
     from trl import SFTTrainer
 
-    from quagmire.genloss import encode_example
-    from quagmire.sft import prompt_completion_dataset, sft_config
-    from quagmire.world.tokenizer import load_tokenizer
+    from quagmire.eval.genloss import encode_example
+    from quagmire.hf import load_tokenizer
+    from quagmire.train.sft import prompt_completion_dataset, sft_config
 
     base = chat_base if chat else tiny_base
     tokenizer = load_tokenizer(base)
@@ -492,9 +492,9 @@ def test_sft_loss_covers_exactly_the_completion_tokens(
 def test_sft_and_grpo_run_through_a_chat_template(
     chat_base: Path, sft_data: Path, tiny_world: Path, tmp_path: Path
 ) -> None:
-    from quagmire.grpo import prompt_dataset, train_grpo
-    from quagmire.sft import train_sft
-    from quagmire.world.tokenizer import load_tokenizer
+    from quagmire.hf import load_tokenizer
+    from quagmire.train.grpo import prompt_dataset, train_grpo
+    from quagmire.train.sft import train_sft
 
     sft = train_sft(chat_base, sft_data, tmp_path / "sft", SFT_SETTINGS)
     assert sft["chat_template"] is True and sft["global_steps"] == 4
@@ -509,7 +509,7 @@ def test_sft_and_grpo_run_through_a_chat_template(
 
 
 def test_rl_schedule_visits_every_prompt_once_per_epoch_in_a_seeded_order() -> None:
-    from quagmire.grpo import rl_schedule
+    from quagmire.train.grpo import rl_schedule
 
     frame = pd.DataFrame({"prompt": [f"p{i}" for i in range(10)], "answer": [str(i) for i in range(10)]})
     schedule = rl_schedule(frame, steps=7, prompts_per_step=3, seed=0)
@@ -537,14 +537,14 @@ def test_rl_schedule_visits_every_prompt_once_per_epoch_in_a_seeded_order() -> N
     ],
 )
 def test_format_reward_wants_one_boxed_answer_at_the_end(text: str, ok: bool) -> None:
-    from quagmire.grpo import format_reward, has_one_final_boxed
+    from quagmire.train.grpo import format_reward, has_one_final_boxed
 
     assert has_one_final_boxed(text) is ok
     assert format_reward([], [text, [{"role": "assistant", "content": text}]]) == [float(ok)] * 2
 
 
 def test_format_reward_is_off_by_default_and_weighted_when_on() -> None:
-    from quagmire.grpo import grpo_config, reward_weights
+    from quagmire.train.grpo import grpo_config, reward_weights
 
     assert reward_weights(RL_SETTINGS) is None
     assert reward_weights({**RL_SETTINGS, "format_reward": 0.2}) == [1.0, 0.2]
@@ -556,10 +556,10 @@ def test_format_reward_is_off_by_default_and_weighted_when_on() -> None:
 
 
 def test_batches_are_global_whatever_the_number_of_processes(monkeypatch: pytest.MonkeyPatch) -> None:
-    from quagmire.sft import sft_config
-    from quagmire.training import per_device_batch
+    from quagmire.train.runner import per_device_batch
+    from quagmire.train.sft import sft_config
 
-    monkeypatch.setattr("quagmire.training.world_size", lambda: 4)  # as under `accelerate launch` on 4 GPUs
+    monkeypatch.setattr("quagmire.train.runner.world_size", lambda: 4)  # as under `accelerate launch` on 4 GPUs
     sft = sft_config({**SFT_SETTINGS, "batch_size": 32, "gradient_accumulation_steps": 2}, Path("unused"))
     assert sft.per_device_train_batch_size == 4 and sft.gradient_accumulation_steps == 2
     assert per_device_batch(RL_SETTINGS["prompts_per_step"] * RL_SETTINGS["group_size"], "rl") == 2
@@ -568,7 +568,7 @@ def test_batches_are_global_whatever_the_number_of_processes(monkeypatch: pytest
 
 
 def test_every_trainer_runs_with_the_same_fixed_arguments_on_cpu() -> None:
-    from quagmire.training import aligned_logging_steps, fixed_trainer_args
+    from quagmire.train.runner import aligned_logging_steps, fixed_trainer_args
 
     args = fixed_trainer_args(seed=7, logging_steps=3)
     assert args["seed"] == args["data_seed"] == 7
@@ -584,7 +584,7 @@ def test_every_trainer_runs_with_the_same_fixed_arguments_on_cpu() -> None:
 
 
 def test_the_launcher_follows_model_size_and_gpu_count() -> None:
-    from quagmire.launch import accelerate_config_for, launch_command
+    from quagmire.train.launch import accelerate_config_for, launch_command
 
     assert accelerate_config_for(8_000_000_000, 1) is None
     assert accelerate_config_for(1_000_000, 0) is None
@@ -602,7 +602,7 @@ def test_the_launcher_follows_model_size_and_gpu_count() -> None:
 def test_a_multi_gpu_training_command_reexecutes_itself_under_accelerate(
     tiny_base: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import quagmire.launch as launch
+    import quagmire.train.launch as launch
 
     calls: list[list[str]] = []
     monkeypatch.setattr(launch.os, "execvp", lambda file, args: calls.append(list(args)))
@@ -625,7 +625,7 @@ def test_accelerate_config_files_are_valid_for_accelerate(name: str, distributed
     from accelerate.commands.config.config_args import load_config_from_file
     from accelerate.commands.launch import launch_command_parser
 
-    from quagmire.launch import CONFIG_DIR, launch_command
+    from quagmire.train.launch import CONFIG_DIR, launch_command
 
     path = CONFIG_DIR / f"{name}.yaml"
     raw = yaml.safe_load(path.read_text())
@@ -646,7 +646,7 @@ def test_accelerate_config_files_are_valid_for_accelerate(name: str, distributed
 def test_parameters_are_counted_from_the_saved_weights(tiny_base: Path) -> None:
     from transformers import AutoModelForCausalLM
 
-    from quagmire.launch import num_parameters
+    from quagmire.hf import num_parameters
 
     model = AutoModelForCausalLM.from_pretrained(tiny_base)
     assert num_parameters(tiny_base) == sum(p.numel() for p in model.parameters())

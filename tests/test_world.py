@@ -9,7 +9,8 @@ import statistics
 
 import pytest
 
-from quagmire.grade import grade_one
+from quagmire.hf import load_tokenizer
+from quagmire.verify_pool import grade_one
 from quagmire.world.model import TinyModelSpec, build_model, count_parameters
 from quagmire.world.pretrain import (
     PretrainSettings,
@@ -27,7 +28,7 @@ from quagmire.world.problems import (
     solution,
     unique_problems,
 )
-from quagmire.world.tokenizer import CHARACTERS, SPECIAL_TOKENS, build_tokenizer, load_tokenizer
+from quagmire.world.tokenizer import CHARACTERS, SPECIAL_TOKENS, build_tokenizer
 
 LEVELS = (1, 2, 3, 4)
 PER_KIND = 150

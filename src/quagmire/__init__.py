@@ -1,3 +1,7 @@
 """quagmire: does the post-SFT score predict the post-RL score? A reproducible SFT -> GRPO study."""
 
 __version__ = "0.1.0"
+
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]  # the checkout: config/, the Snakefile and study files live here

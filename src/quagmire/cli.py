@@ -69,7 +69,7 @@ def cmd_plan(args: argparse.Namespace) -> None:
 
 
 def cmd_world(args: argparse.Namespace) -> None:
-    from quagmire.data import build_world, write_world
+    from quagmire.world.data import build_world, write_world
 
     settings = _settings(args.settings)
     frames = build_world(settings["world"], settings["seed"])
@@ -78,14 +78,14 @@ def cmd_world(args: argparse.Namespace) -> None:
 
 
 def cmd_world_benchmark(args: argparse.Namespace) -> None:
-    from quagmire.data import write_world_benchmark
+    from quagmire.world.data import write_world_benchmark
 
     rows = write_world_benchmark(Path(args.world), args.name, Path(args.out))
     log.info("world benchmark %s: %d problems", args.name, rows)
 
 
 def cmd_source(args: argparse.Namespace) -> None:
-    from quagmire.sources import load_source, source_from_config, write_source
+    from quagmire.data.sources import load_source, source_from_config, write_source
 
     spec = source_from_config(_settings(args.settings), args.kind, args.where)
     frame, manifest = load_source(spec)
@@ -94,7 +94,7 @@ def cmd_source(args: argparse.Namespace) -> None:
 
 
 def cmd_filter(args: argparse.Namespace) -> None:
-    from quagmire.filters import filter_files
+    from quagmire.data.filters import filter_files
 
     benchmarks = dict(_pairs(args.benchmarks, "--benchmarks"))
     settings = _settings(args.settings)
@@ -106,40 +106,16 @@ def cmd_filter(args: argparse.Namespace) -> None:
 
 
 def cmd_split(args: argparse.Namespace) -> None:
-    from quagmire.filters import split_files
+    from quagmire.data.split import split_files
 
     record = split_files(args.data, args.size, args.seed, args.pool_out, args.heldout_out)
     log.info("held-out split: %d rows; SFT pool: %d rows", record["heldout_size"], record["pool_size"])
 
 
 def cmd_subset(args: argparse.Namespace) -> None:
-    import pandas as pd
+    from quagmire.data.subsets import subset_to_file
 
-    from quagmire.data import response_lengths, select_subset
-    from quagmire.io import write_parquet
-    from quagmire.provenance import file_record
-    from quagmire.world.tokenizer import load_tokenizer
-
-    pool = pd.read_parquet(args.pool)
-    lengths = response_lengths(pool, load_tokenizer(args.tokenizer))
-    subset = select_subset(pool, lengths, args.strategy, args.n, args.seed)
-    write_parquet(
-        args.out,
-        subset,
-        metadata={
-            "strategy": args.strategy,
-            "n": args.n,
-            "seed": args.seed,
-            "pool": file_record(args.pool),
-            "mean_response_tokens": float(subset["response_tokens"].mean()),
-        },
-    )
-    log.info(
-        "subset %s-%d: mean response length %.1f tokens",
-        args.strategy,
-        args.n,
-        subset["response_tokens"].mean(),
-    )
+    subset_to_file(args.pool, args.tokenizer, args.strategy, args.n, args.seed, args.out)
 
 
 def cmd_tokenizer(args: argparse.Namespace) -> None:
@@ -153,11 +129,11 @@ def cmd_tokenizer(args: argparse.Namespace) -> None:
 def cmd_pretrain(args: argparse.Namespace) -> None:
     import torch
 
+    from quagmire.hf import load_tokenizer
     from quagmire.io import atomic_dir, write_json
     from quagmire.provenance import lineage
     from quagmire.world.model import TinyModelSpec, build_model, count_parameters
     from quagmire.world.pretrain import PretrainSettings, pretrain, pretrain_corpus, save_base
-    from quagmire.world.tokenizer import load_tokenizer
 
     settings = _settings(args.settings)
     torch.set_num_threads(args.threads)
@@ -173,7 +149,7 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
 
 
 def cmd_base_model(args: argparse.Namespace) -> None:
-    from quagmire.base_model import fetch_base
+    from quagmire.train.base_model import fetch_base
 
     fetch_base(_settings(args.settings), Path(args.out), Path(args.tokenizer_out) if args.tokenizer_out else None)
 
@@ -187,8 +163,8 @@ def _operational(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_sft(args: argparse.Namespace) -> None:
-    from quagmire.launch import relaunch
-    from quagmire.sft import train_sft
+    from quagmire.train.launch import relaunch
+    from quagmire.train.sft import train_sft
 
     relaunch(args.argv, Path(args.base), args.gpus, args.sharding)
     train_sft(
@@ -198,8 +174,8 @@ def cmd_sft(args: argparse.Namespace) -> None:
 
 
 def cmd_grpo(args: argparse.Namespace) -> None:
-    from quagmire.grpo import train_grpo
-    from quagmire.launch import relaunch
+    from quagmire.train.grpo import train_grpo
+    from quagmire.train.launch import relaunch
 
     relaunch(args.argv, Path(args.model), args.gpus, args.sharding)
     train_grpo(
@@ -209,7 +185,7 @@ def cmd_grpo(args: argparse.Namespace) -> None:
 
 
 def cmd_benchmark(args: argparse.Namespace) -> None:
-    from quagmire.benchmarks import load_benchmark, spec_from_config, write_benchmark
+    from quagmire.data.benchmarks import load_benchmark, spec_from_config, write_benchmark
 
     spec = spec_from_config(args.name, _settings(args.settings))
     frame, manifest = load_benchmark(spec)
@@ -218,7 +194,7 @@ def cmd_benchmark(args: argparse.Namespace) -> None:
 
 
 def cmd_sample(args: argparse.Namespace) -> None:
-    from quagmire.sample import SamplingSettings, sample_to_file
+    from quagmire.eval.sampling import SamplingSettings, sample_to_file
 
     settings = SamplingSettings.from_config(_settings(args.settings))
     sample_to_file(
@@ -228,7 +204,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
 
 
 def cmd_gather(args: argparse.Namespace) -> None:
-    from quagmire.sample import gather_samples
+    from quagmire.eval.sampling import gather_samples
 
     gather_samples([Path(p) for p in args.shards], Path(args.benchmark), Path(args.out))
 
@@ -236,7 +212,7 @@ def cmd_gather(args: argparse.Namespace) -> None:
 def cmd_grade(args: argparse.Namespace) -> None:
     import pandas as pd
 
-    from quagmire.grade import grade_samples
+    from quagmire.eval.grading import grade_samples
     from quagmire.io import write_parquet
 
     samples = pd.read_parquet(args.samples)
@@ -259,8 +235,8 @@ def cmd_grade(args: argparse.Namespace) -> None:
 def cmd_score(args: argparse.Namespace) -> None:
     import pandas as pd
 
+    from quagmire.eval.metrics import score
     from quagmire.io import write_json
-    from quagmire.metrics import score
 
     per_benchmark = {name: pd.read_parquet(path) for name, path in _pairs(args.grades, "--grades")}
     result = score(per_benchmark, extra_ks=args.extra_ks, n_boot=args.bootstrap)
@@ -269,7 +245,7 @@ def cmd_score(args: argparse.Namespace) -> None:
 
 
 def cmd_genloss(args: argparse.Namespace) -> None:
-    from quagmire.genloss import held_out_loss
+    from quagmire.eval.genloss import held_out_loss
     from quagmire.io import write_json
 
     result = held_out_loss(
@@ -306,7 +282,7 @@ def cmd_recipes(args: argparse.Namespace) -> None:
 
 
 def cmd_table(args: argparse.Namespace) -> None:
-    from quagmire.analysis import tidy_table
+    from quagmire.analysis.tables import tidy_table
     from quagmire.io import atomic_path, read_json
 
     evals = []
@@ -323,7 +299,7 @@ def cmd_table(args: argparse.Namespace) -> None:
 
 
 def cmd_predictors(args: argparse.Namespace) -> None:
-    from quagmire.analysis import (
+    from quagmire.analysis.tables import (
         passk_correlation_sweep,
         predictor_quality,
         predictor_values,
@@ -345,13 +321,13 @@ def cmd_predictors(args: argparse.Namespace) -> None:
 
 
 def cmd_plot(args: argparse.Namespace) -> None:
-    from quagmire.plots import render
+    from quagmire.analysis.plots import render
 
     render(args.figure, args.tidy, args.recipes, args.out, _settings(args.settings))
 
 
 def cmd_paper_tables(args: argparse.Namespace) -> None:
-    from quagmire.paper import write_tables
+    from quagmire.analysis.paper import write_tables
 
     table = write_tables(
         _pairs(args.study, "--study"), args.out_csv, args.out_md, dict(_pairs(args.label, "--label"))
@@ -360,7 +336,7 @@ def cmd_paper_tables(args: argparse.Namespace) -> None:
 
 
 def cmd_paper_figure(args: argparse.Namespace) -> None:
-    from quagmire.paper import render_figure
+    from quagmire.analysis.paper import render_figure
 
     labels = dict(_pairs(args.label, "--label"))
     render_figure(_pairs(args.study, "--study"), args.out, _settings(args.settings), labels)

@@ -15,9 +15,9 @@ from typing import Any
 
 import yaml
 
+from quagmire import REPO
 from quagmire.errors import QuagmireError
 
-REPO = Path(__file__).resolve().parents[2]  # the checkout: study files of a paper config are also looked up here
 SCHEMA_PATH = REPO / "config" / "schema.yaml"
 
 

@@ -23,9 +23,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from quagmire import REPO
 from quagmire.errors import QuagmireError
 
-SNAKEFILE = Path(__file__).resolve().parents[2] / "Snakefile"
+SNAKEFILE = REPO / "Snakefile"
 UNLIMITED_CORES = 1 << 30  # Snakemake caps a job's threads at --cores: planning must not scale them down
 
 

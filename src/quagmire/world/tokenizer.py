@@ -7,7 +7,6 @@ Why character level: arithmetic is digit-by-digit, the vocabulary stays tiny (ab
 from __future__ import annotations
 
 import string
-from pathlib import Path
 
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 SPECIAL_TOKENS = (PAD, BOS, EOS, UNK)
@@ -38,14 +37,3 @@ def build_tokenizer():  # -> transformers.PreTrainedTokenizerFast
         padding_side="left",
         model_max_length=512,
     )
-
-
-def load_tokenizer(path: str | Path):  # -> transformers.PreTrainedTokenizerFast
-    """Load a saved tokenizer explicitly as a fast tokenizer.
-
-    Why not AutoTokenizer: in transformers 5 a model config (e.g. Qwen2/Llama) can make AutoTokenizer swap in
-    another tokenizer class; loading the saved files directly keeps exactly what was trained with.
-    """
-    from transformers import PreTrainedTokenizerFast
-
-    return PreTrainedTokenizerFast.from_pretrained(str(path))

@@ -23,9 +23,9 @@ from typing import Any, Protocol
 import pandas as pd
 
 from quagmire.errors import QuagmireError
+from quagmire.hf import load_tokenizer
 from quagmire.io import claim_partial, partial_dir, read_parquet_metadata, write_parquet
 from quagmire.provenance import fingerprint
-from quagmire.world.tokenizer import load_tokenizer
 
 log = logging.getLogger(__name__)
 

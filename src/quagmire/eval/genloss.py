@@ -21,8 +21,7 @@ from typing import Any
 import pandas as pd
 
 from quagmire.errors import QuagmireError
-from quagmire.training import has_chat_template
-from quagmire.world.tokenizer import load_tokenizer
+from quagmire.hf import has_chat_template, load_tokenizer
 
 DEFINITION = (
     "mean per-token negative log-likelihood (nats) of the completion tokens (response + EOS, or the assistant "

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from quagmire.errors import QuagmireError
+from quagmire.hf import num_parameters
 from quagmire.io import atomic_dir, write_json
-from quagmire.launch import num_parameters
 from quagmire.provenance import lineage, require_pinned, sha256_file
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ def check_snapshot(folder: Path, what: str) -> dict[str, Any]:
     """Fail clearly unless `folder` holds a causal-LM config, safetensors weights and a fast tokenizer."""
     from transformers import AutoConfig
 
-    from quagmire.world.tokenizer import load_tokenizer
+    from quagmire.hf import load_tokenizer
 
     if not (folder / "config.json").is_file():
         raise QuagmireError(f"{what}: no config.json in {folder}; is this a model snapshot?")
@@ -102,7 +102,7 @@ def fetch_base(settings: Mapping[str, Any], out: Path, tokenizer_out: Path | Non
         record["model"] = facts
         write_json(tmp / "lineage.json", record)
         if tokenizer_out is not None:
-            from quagmire.world.tokenizer import load_tokenizer
+            from quagmire.hf import load_tokenizer
 
             with atomic_dir(tokenizer_out) as tok_tmp:
                 load_tokenizer(tmp).save_pretrained(tok_tmp)

@@ -1,4 +1,4 @@
-"""Audited filters over a normalized training frame (see `quagmire.sources`), and the held-out split.
+"""Audited filters over a normalized training frame (see `quagmire.data.sources`), and the held-out split.
 
 Why every step is audited: a filtered set is only trustworthy if a reader can see, row by row, what was removed
 and why (a benchmark problem left in SFT data inflates exactly the scores the study compares; a filter that
@@ -10,7 +10,7 @@ The steps, in order (each one sees only the rows the previous one kept):
    `duplicate_exact`; then the same under `dedup_key` normalization -> `duplicate_normalized`. The first
    occurrence is kept; `detail` names the problem_id it duplicates.
 2. `gold_parses`: math-verify must parse the gold answer (as grading reads it: boxed). Parsing runs in
-   `quagmire.grade.GradingPool` workers with a hard timeout, so a gold that makes sympy hang costs seconds,
+   `quagmire.verify_pool.GradingPool` workers with a hard timeout, so a gold that makes sympy hang costs seconds,
    not the run. Reasons `gold_missing`, `gold_unparseable`, `gold_timeout`.
 3. `decontaminate`: the prompt against every evaluation benchmark's prompts. Reason `contaminated:<benchmark>`,
    `detail` the benchmark problem_id and how it matched. Rule (see `NgramIndex`): the same `dedup_key`, or at
@@ -24,22 +24,20 @@ from __future__ import annotations
 import copy
 import hashlib
 import os
-import random
-import re
-import unicodedata
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from quagmire.data.sources import KIND_RL, KIND_SFT, KINDS, SCHEMA
+from quagmire.data.text import canonical, clean_text, dedup_key, grams, key_of_canonical, words_of_canonical
 from quagmire.errors import QuagmireError
-from quagmire.grade import GOLD_INVALID, TIMEOUT, GradingPool
 from quagmire.io import write_json, write_parquet
 from quagmire.provenance import file_record, package_versions
-from quagmire.sources import KIND_RL, KIND_SFT, KINDS, SCHEMA, clean_text
+from quagmire.verify_pool import GOLD_INVALID, TIMEOUT, GradingPool
 
 # The one place the filter defaults live; the config schema mirrors it.
 DEFAULT_FILTERS: dict[str, Any] = {
@@ -61,58 +59,6 @@ AUDIT_COLUMNS = ("problem_id", "source_row", "step", "kept", "reason", "detail")
 TOKENIZE_BATCH = 1024  # responses per tokenizer call: bounds the memory of the id lists
 
 Drop = tuple[str, str | None]  # (reason, detail) for one dropped row; None in a step's list keeps the row
-
-# --------------------------------------------------------------------------- text normalization
-
-# LaTeX that changes spacing or sizing but not meaning (matched after casefolding, so \Big is \big).
-_LATEX_SPACING = re.compile(
-    r"\\(?:[,:;! ]|q?quad(?![a-z])|left(?![a-z])|right(?![a-z])|bigg?[lr]?(?![a-z])|(?:display|text)style(?![a-z]))"
-)
-_FRAC_VARIANT = re.compile(r"\\[dt]frac(?![a-z])")
-_MATH_DELIMITER = re.compile(r"(?<!\\)\$|\\[()\[\]]|~")
-_SPACES = re.compile(r"\s+")
-_SPACE_AROUND_SYMBOL = re.compile(r"\s*([^\w\s])\s*")
-_TRAILING_PUNCTUATION = re.compile(r"[.,;:!?]+$")
-_WORD = re.compile(r"[^\W_]+")
-
-
-def _canonical(text: str) -> str:
-    """NFKC, casefolded, LaTeX spacing/sizing commands removed, \\dfrac/\\tfrac as \\frac, `$ \\( \\) \\[ \\] ~`
-    as spaces: the differences a copy of a problem picks up without changing the problem."""
-    text = unicodedata.normalize("NFKC", text).casefold()
-    text = _LATEX_SPACING.sub(" ", text)
-    text = _FRAC_VARIANT.sub(r"\\frac", text)
-    return _MATH_DELIMITER.sub(" ", text)
-
-
-def _key_of_canonical(canonical: str) -> str:
-    """`dedup_key` of text already passed through `_canonical`."""
-    text = _SPACE_AROUND_SYMBOL.sub(r"\1", _SPACES.sub(" ", canonical)).strip()
-    return _TRAILING_PUNCTUATION.sub("", text)
-
-
-def dedup_key(text: str) -> str:
-    """The text as normalized dedup compares it: `_canonical`, then whitespace collapsed to one space, spaces
-    next to a symbol removed (`x + 1` = `x+1`), trailing `. , ; : ! ?` removed. Symbols themselves are kept:
-    `|-3|` and `|3|` are different problems."""
-    return _key_of_canonical(_canonical(text))
-
-
-def ngram_words(text: str) -> list[str]:
-    """The words decontamination compares: runs of letters and digits of the `_canonical` text (every symbol
-    is a separator, so `\\frac{1}{2}` gives `frac 1 2`); recall first, since long n-grams rarely collide."""
-    return _words(_canonical(text))
-
-
-def _words(canonical: str) -> list[str]:
-    """`ngram_words` of text already in `_canonical` form (the index computes it once for two uses)."""
-    return _WORD.findall(canonical)
-
-
-def _grams(words: Sequence[str], size: int) -> Iterable[tuple[str, ...]]:
-    """Every run of `size` consecutive words."""
-    return zip(*(words[i:] for i in range(size)), strict=False)
-
 
 # --------------------------------------------------------------------------- settings
 
@@ -279,15 +225,15 @@ class NgramIndex:
                 continue
             index = len(self.labels)
             self.labels.append((name, str(pid)))
-            canonical = _canonical(text)
-            self.exact.setdefault(_key_of_canonical(canonical), index)
-            words = tuple(_words(canonical))
+            canon = canonical(text)
+            self.exact.setdefault(key_of_canonical(canon), index)
+            words = tuple(words_of_canonical(canon))
             if len(words) >= self.n:
-                grams = set(_grams(words, self.n))
-                for gram in grams:
+                distinct = set(grams(words, self.n))
+                for gram in distinct:
                     self.grams.setdefault(gram, []).append(index)
                 self.sizes.append(self.n)
-                self.totals.append(len(grams))
+                self.totals.append(len(distinct))
             elif len(words) >= self.min_words:
                 self.anchors.setdefault(words[: self.min_words], []).append((index, words))
                 self.sizes.append(len(words))
@@ -307,11 +253,11 @@ class NgramIndex:
         """Distinct matched n-grams per indexed problem (a short problem: 1 when it appears whole)."""
         hits: Counter[int] = Counter()
         if self.grams and len(words) >= self.n:
-            for gram in set(_grams(words, self.n)):
+            for gram in set(grams(words, self.n)):
                 for index in self.grams.get(gram, ()):
                     hits[index] += 1
         if self.anchors:
-            for start, gram in enumerate(_grams(words, self.min_words)):
+            for start, gram in enumerate(grams(words, self.min_words)):
                 for index, whole in self.anchors.get(gram, ()):
                     if index not in hits and tuple(words[start : start + len(whole)]) == whole:
                         hits[index] = 1
@@ -320,12 +266,12 @@ class NgramIndex:
     def match(self, prompt: str, threshold: float) -> BenchmarkMatch | None:
         """The benchmark problem `prompt` contains (identical normalized text first, else the largest n-gram
         overlap at or above `threshold`; ties to the first indexed), or None."""
-        canonical = _canonical(prompt)
-        exact = self.exact.get(_key_of_canonical(canonical))
+        canon = canonical(prompt)
+        exact = self.exact.get(key_of_canonical(canon))
         if exact is not None:
             return BenchmarkMatch(*self.labels[exact], overlap=1.0, gram_size=None)
         best: tuple[float, int] | None = None
-        for index, count in self._hits(_words(canonical)).items():
+        for index, count in self._hits(words_of_canonical(canon)).items():
             overlap = count / self.totals[index]
             if overlap >= threshold and (best is None or (overlap, -index) > (best[0], -best[1])):
                 best = (overlap, index)
@@ -401,7 +347,7 @@ def _check_frame(frame: pd.DataFrame, kind: str) -> None:
         raise QuagmireError(f"filters: kind must be one of {', '.join(KINDS)} (got {kind!r})")
     missing = [c for c in SCHEMA if c not in frame.columns]
     if missing:
-        raise QuagmireError(f"filters: input table lacks column(s) {missing} (write it with quagmire.sources)")
+        raise QuagmireError(f"filters: input table lacks column(s) {missing} (write it with quagmire.data.sources)")
     duplicated = frame["problem_id"][frame["problem_id"].duplicated()]
     if len(duplicated):
         raise QuagmireError(f"filters: problem_id {duplicated.iloc[0]!r} appears more than once in the input")
@@ -471,7 +417,7 @@ def run_filters(
     """(clean frame, audit frame, summary) after the enabled steps, in the order of `STEPS`.
 
     `benchmarks` maps a benchmark name to its table (`problem_id`, `prompt`). `kind` is the source's kind
-    (`quagmire.sources.SourceSpec.kind`). An open grading `pool` may be passed; otherwise one with
+    (`quagmire.data.sources.SourceSpec.kind`). An open grading `pool` may be passed; otherwise one with
     `gold_workers` / `gold_timeout_s` is started for the gold step and closed after it.
     """
     settings = resolve_filters(steps_settings)
@@ -536,58 +482,6 @@ def write_filtered(
     return manifest
 
 
-# --------------------------------------------------------------------------- held-out split
-
-
-def _prompt_groups(frame: pd.DataFrame) -> list[list[int]]:
-    """Row positions grouped so that rows sharing a problem_id or a `dedup_key` prompt are in one group
-    (union-find over both keys), groups in order of their first row."""
-    parent = list(range(len(frame)))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    first_seen: dict[tuple[str, str], int] = {}
-    for position, (pid, prompt) in enumerate(zip(frame["problem_id"], frame["prompt"], strict=True)):
-        for key in (("id", str(pid)), ("prompt", dedup_key(str(prompt)))):
-            other = first_seen.setdefault(key, position)
-            a, b = root(position), root(other)
-            if a != b:
-                parent[max(a, b)] = min(a, b)
-    groups: dict[int, list[int]] = {}
-    for position in range(len(frame)):
-        groups.setdefault(root(position), []).append(position)
-    return list(groups.values())
-
-
-def split_heldout(frame: pd.DataFrame, size: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(pool, heldout): a seeded draw of `size` held-out rows, disjoint from the pool by problem_id and by
-    normalized prompt, so the held-out loss is measured on problems SFT never saw.
-
-    Whole prompt groups (a prompt with several responses) go to one side; groups are taken in seeded order while
-    they fit, so the held-out split has exactly `size` rows unless the group sizes make that impossible (then
-    fewer, never more). Both frames keep the input's row order.
-    """
-    if not _is_int(size) or not 1 <= size < len(frame):
-        raise QuagmireError(
-            f"held-out size must be an integer in [1, {len(frame) - 1}] for {len(frame)} rows (got {size!r})"
-        )
-    groups = _prompt_groups(frame)
-    random.Random(seed).shuffle(groups)
-    chosen: list[int] = []
-    for group in groups:
-        if len(chosen) + len(group) <= size:
-            chosen.extend(group)
-            if len(chosen) == size:
-                break
-    is_heldout = np.zeros(len(frame), dtype=bool)
-    is_heldout[chosen] = True
-    return frame[~is_heldout].reset_index(drop=True), frame[is_heldout].reset_index(drop=True)
-
-
 # --------------------------------------------------------------------------- file-level steps (the CLI's)
 
 
@@ -604,8 +498,8 @@ def filter_files(
 
     Several RL prompt sets are concatenated first, so dedup and decontamination see all of them at once.
     """
+    from quagmire.hf import load_tokenizer
     from quagmire.io import read_parquet_metadata
-    from quagmire.world.tokenizer import load_tokenizer
 
     if not raw:
         raise QuagmireError("filter: no raw source file given")
@@ -623,16 +517,3 @@ def filter_files(
         out_parquet, audit_parquet, manifest_json, clean, audit, summary,
         inputs=[*raw, *benchmarks.values()], source=source,
     )
-
-
-def split_files(
-    clean: str | os.PathLike[str], size: int, seed: int,
-    pool_out: str | os.PathLike[str], heldout_out: str | os.PathLike[str],
-) -> dict[str, Any]:
-    """Split the clean SFT file into the SFT pool and the held-out split (`split_heldout`), with their records."""
-    frame = pd.read_parquet(clean)
-    pool, heldout = split_heldout(frame, size, seed)
-    record = {"from": file_record(clean), "seed": seed, "heldout_size": len(heldout), "pool_size": len(pool)}
-    write_parquet(pool_out, pool, metadata={"split": "pool", **record})
-    write_parquet(heldout_out, heldout, metadata={"split": "heldout", **record})
-    return record

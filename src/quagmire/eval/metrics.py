@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from quagmire.errors import QuagmireError
-from quagmire.grade import GOLD_INVALID, STATUSES
+from quagmire.verify_pool import GOLD_INVALID, STATUSES
 
 GRADE_COLUMNS = ("problem_id", "sample_idx", "extracted", "status", "correct")
 _SCORE_PREFIXES = ("avg@", "pass@", "maj@")  # metrics that are macro-averaged over benchmarks

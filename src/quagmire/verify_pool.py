@@ -10,6 +10,7 @@ Statuses: `correct`, `incorrect`, `no_answer` (nothing parseable), `timeout` (ki
 `gold_invalid` (the gold itself does not parse; excluded from every denominator, never scored).
 """
 
+
 from __future__ import annotations
 
 import contextlib
@@ -17,21 +18,18 @@ import ctypes
 import logging
 import math
 import multiprocessing as mp
-import re
 import signal
 import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from quagmire import answers
 from quagmire.errors import QuagmireError
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 CORRECT = "correct"
 INCORRECT = "incorrect"
@@ -40,12 +38,6 @@ TIMEOUT = "timeout"
 GOLD_INVALID = "gold_invalid"
 STATUSES: tuple[str, ...] = (CORRECT, INCORRECT, NO_ANSWER, TIMEOUT, GOLD_INVALID)
 
-# Greedy `.*` then backtracking from the end: the match ends just after the last `\boxed{` / `\fbox {`.
-_LAST_BOX_OPENING = re.compile(r"(?s:.*)\\(?:boxed|fbox)\s*\{")
-# An escaped character (so `\{` and `\}` do not count) or a bare brace.
-_BRACE_OR_ESCAPE = re.compile(r"\\[\\{}]|[{}]")
-
-_VECTOR_SCAN_FROM = 4096  # characters after `\\boxed{` beyond which brace matching runs in numpy
 _MAX_BATCH = 32  # items per message to a worker; a timeout only blames the item that hung
 _START_TIMEOUT_S = 120.0  # a worker that is not ready by then points at a broken environment
 _KILL_GRACE_S = 1.0  # seconds between SIGTERM and SIGKILL
@@ -56,88 +48,6 @@ _PR_SET_PDEATHSIG = 1  # linux prctl option: signal this process when its parent
 
 Pair = tuple[str, str]
 _Key = tuple[str, str]  # (gold text for math-verify, answer text for math-verify)
-
-
-# --------------------------------------------------------------------------- extraction (parent side)
-
-
-def extract_boxed(text: str) -> str | None:
-    """Content of the last `\\boxed{...}` (or `\\fbox{...}`), stripped; None if absent or never closed.
-
-    Linear in the length of `text`: one regex pass (in C) finds the last opening, one scan matches braces.
-    """
-    opening = _LAST_BOX_OPENING.match(text)
-    return None if opening is None else _braced_content(text, opening.end())
-
-
-def _braced_content(text: str, begin: int) -> str | None:
-    """Text from `begin` up to the brace closing the one just before it (escaped braces skipped), or None."""
-    if len(text) - begin > _VECTOR_SCAN_FROM:
-        close = _closing_brace_vectorized(text, begin)
-    else:
-        close = _closing_brace_loop(text, begin)
-    return None if close is None else text[begin:close].strip()
-
-
-def _closing_brace_loop(text: str, begin: int) -> int | None:
-    """Index of the brace closing depth 1 from `begin`; a Python loop over brace tokens (short tails)."""
-    depth = 1
-    for match in _BRACE_OR_ESCAPE.finditer(text, begin):
-        token = match.group()
-        if token == "{":
-            depth += 1
-        elif token == "}":
-            depth -= 1
-            if depth == 0:
-                return match.start()
-    return None
-
-
-def _closing_brace_vectorized(text: str, begin: int) -> int | None:
-    """Same as `_closing_brace_loop`, in numpy: milliseconds even for a megabyte of nested braces."""
-    import numpy as np
-
-    codes = np.frombuffer(text[begin:].encode("utf-32-le"), dtype=np.uint32)
-    positions = np.arange(len(codes))
-    is_backslash = codes == ord("\\")
-    # A character is escaped when the run of backslashes just before it has odd length.
-    last_plain = np.maximum.accumulate(np.where(is_backslash, -1, positions))
-    run_before = np.zeros(len(codes), dtype=np.int64)
-    run_before[1:] = positions[:-1] - last_plain[:-1]
-    unescaped = run_before % 2 == 0
-    step = ((codes == ord("{")) & unescaped).astype(np.int64) - ((codes == ord("}")) & unescaped)
-    closed = np.flatnonzero(np.cumsum(step) == -1)
-    return begin + int(closed[0]) if len(closed) else None
-
-
-_UNESCAPED_DOLLAR = re.compile(r"(?<!\\)\$")
-
-
-def _gold_text(gold: str) -> str:
-    """The gold as math-verify should read it: boxed, unless it already carries its own delimiters."""
-    gold = gold.strip()
-    if "\\boxed" in gold or _UNESCAPED_DOLLAR.search(gold):  # "\\$36" is a dollar amount, not a delimiter
-        return gold
-    return f"\\boxed{{{gold}}}"
-
-
-def _answer_text(completion: str) -> tuple[str, str | None]:
-    """(text to parse, boxed content): the boxed answer alone when there is one, else the whole completion."""
-    boxed = extract_boxed(completion)
-    if boxed is None:
-        return completion, None
-    return f"\\boxed{{{boxed}}}", boxed
-
-
-def _as_text(value: Any) -> str:
-    """A gold or completion cell as a string: missing values become empty text (never a sympy object)."""
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, float) and math.isnan(value):
-        return ""
-    return str(value)
 
 
 # --------------------------------------------------------------------------- math-verify (worker side)
@@ -190,8 +100,8 @@ def _verdict(status: str, boxed: str | None, parsed_extracted: str | None) -> Ve
 
 def grade_one(gold: str, completion: str) -> Verdict:
     """Grade one completion in this process with no time limit; untrusted model text goes to `GradingPool`."""
-    answer_text, boxed = _answer_text(_as_text(completion))
-    status, parsed_extracted = _grade_texts(_gold_text(_as_text(gold)), answer_text)
+    answer_text, boxed = answers.answer_text(answers.as_text(completion))
+    status, parsed_extracted = _grade_texts(answers.gold_text(answers.as_text(gold)), answer_text)
     return _verdict(status, boxed, parsed_extracted)
 
 
@@ -364,7 +274,8 @@ class GradingPool:
         if self._closed:
             raise QuagmireError("the grading pool is closed")
         prepared = [
-            (_gold_text(_as_text(gold)), *_answer_text(_as_text(completion))) for gold, completion in pairs
+            (answers.gold_text(answers.as_text(gold)), *answers.answer_text(answers.as_text(completion)))
+            for gold, completion in pairs
         ]
         key_index: dict[_Key, int] = {}
         pair_keys = [key_index.setdefault((gold, answer), len(key_index)) for gold, answer, _ in prepared]
@@ -480,89 +391,3 @@ class GradingPool:
         if not worker.ready:
             return worker.started_at + _START_TIMEOUT_S
         return math.inf
-
-
-# --------------------------------------------------------------------------- tables and rewards
-
-
-def grade_samples(
-    samples: pd.DataFrame,
-    problems: pd.DataFrame,
-    *,
-    timeout_s: float = 5.0,
-    workers: int = 1,
-    pool: GradingPool | None = None,
-) -> pd.DataFrame:
-    """One grade row per sample (problem_id, sample_idx, extracted, status, correct), in samples' order.
-
-    A pool of `workers` processes with a `timeout_s` limit per item is started and closed here, unless an
-    open `pool` is passed (then its own settings apply).
-    """
-    import pandas as pd
-
-    _require_columns(samples, ("problem_id", "sample_idx", "completion"), "samples")
-    _require_columns(problems, ("problem_id", "answer"), "problems")
-    duplicated = problems["problem_id"][problems["problem_id"].duplicated()]
-    if len(duplicated):
-        raise QuagmireError(f"problems table lists problem_id {duplicated.iloc[0]!r} more than once")
-    gold_by_problem = dict(zip(problems["problem_id"], problems["answer"], strict=True))
-    missing = [pid for pid in pd.unique(samples["problem_id"]) if pid not in gold_by_problem]
-    if missing:
-        shown = ", ".join(repr(pid) for pid in missing[:5])
-        raise QuagmireError(
-            f"{len(missing)} sampled problem_id(s) have no gold answer in the problems table: {shown}"
-        )
-    pairs = [
-        (_as_text(gold_by_problem[pid]), _as_text(completion))
-        for pid, completion in zip(samples["problem_id"], samples["completion"], strict=True)
-    ]
-    if pool is not None:
-        verdicts = pool.grade(pairs)
-    elif pairs:
-        with GradingPool(workers=workers, timeout_s=timeout_s) as own_pool:
-            verdicts = own_pool.grade(pairs)
-    else:
-        verdicts = []
-    return pd.DataFrame(
-        {
-            "problem_id": samples["problem_id"].to_numpy(),
-            "sample_idx": samples["sample_idx"].to_numpy(),
-            "extracted": pd.Series([v.extracted for v in verdicts], dtype=object),
-            "status": pd.Series([v.status for v in verdicts], dtype=object),
-            "correct": pd.Series([v.correct for v in verdicts], dtype=bool),
-        }
-    )
-
-
-def _require_columns(frame: pd.DataFrame, columns: Sequence[str], name: str) -> None:
-    """Fail with the names of the columns a table lacks."""
-    missing = [column for column in columns if column not in frame.columns]
-    if missing:
-        raise QuagmireError(
-            f"{name} table lacks column(s) {', '.join(missing)} (has {', '.join(map(str, frame.columns))})"
-        )
-
-
-def _completion_text(completion: Any) -> str:
-    """A TRL completion as text: a plain string, or the content of the last message of a conversation."""
-    if isinstance(completion, list) and completion and isinstance(completion[-1], dict):
-        return _as_text(completion[-1].get("content"))
-    return _as_text(completion)
-
-
-def make_correctness_reward(
-    pool: GradingPool, answer_column: str = "answer"
-) -> Callable[..., list[float | None]]:
-    """A TRL GRPO reward: 1.0 correct, 0.0 otherwise, None (ignored by TRL) where the gold does not parse."""
-
-    def correctness(prompts: Sequence[Any], completions: Sequence[Any], **kwargs: Any) -> list[float | None]:
-        if answer_column not in kwargs:
-            raise QuagmireError(
-                f"reward needs the gold answer column {answer_column!r} in the dataset (got {sorted(kwargs)})"
-            )
-        golds = kwargs[answer_column]
-        verdicts = pool.grade([(g, _completion_text(c)) for g, c in zip(golds, completions, strict=True)])
-        return [None if v.status == GOLD_INVALID else float(v.correct) for v in verdicts]
-
-    correctness.__name__ = "correctness"
-    return correctness

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from quagmire import analysis, plots
+from quagmire.analysis import plots, predictors, tables
 from quagmire.errors import QuagmireError
 from quagmire.io import atomic_path
 
@@ -61,7 +61,7 @@ R2_AXIS_FLOOR = -1.0  # split R² can be far below 0; the figure's axis stops he
 
 
 def read_quality(path: str | Path, study: str) -> pd.DataFrame:
-    """One study's predictors.csv (from `analysis.predictor_quality`), checked and typed.
+    """One study's predictors.csv (from `predictors.predictor_quality`), checked and typed.
 
     Raises a QuagmireError for a missing file or column, an unknown level or predictor, a non-numeric
     statistic, an unreadable `comparable` flag, or a (level, predictor) pair given twice.
@@ -85,7 +85,7 @@ def read_quality(path: str | Path, study: str) -> pd.DataFrame:
             f"has {', '.join(QUALITY_COLUMNS)})"
         )
     frame = frame.loc[:, list(QUALITY_COLUMNS)].copy()
-    for column, known in (("level", analysis.LEVELS), ("predictor", analysis.PREDICTORS)):
+    for column, known in (("level", predictors.LEVELS), ("predictor", predictors.PREDICTORS)):
         unknown = sorted(set(frame[column]) - set(known))
         if unknown:
             raise QuagmireError(
@@ -96,7 +96,7 @@ def read_quality(path: str | Path, study: str) -> pd.DataFrame:
             frame[column] = pd.to_numeric(frame[column]).astype(float)
         except (TypeError, ValueError) as exc:
             raise QuagmireError(f"{source}: column {column!r} must be numeric ({exc})") from exc
-    frame["comparable"] = [analysis.read_flag(v, f"{source}: column 'comparable'") for v in frame["comparable"]]
+    frame["comparable"] = [tables.read_flag(v, f"{source}: column 'comparable'") for v in frame["comparable"]]
     dup = frame.duplicated(["level", "predictor"])
     if dup.any():
         first = frame.loc[dup].iloc[0]
@@ -127,8 +127,8 @@ def paper_table(studies: Sequence[tuple[str, str | Path]]) -> pd.DataFrame:
         frame["_study"] = order
         parts.append(frame)
     table = pd.concat(parts, ignore_index=True)
-    table["_level"] = table["level"].map(analysis.LEVELS.index)
-    table["_predictor"] = table["predictor"].map(analysis.PREDICTORS.index)
+    table["_level"] = table["level"].map(predictors.LEVELS.index)
+    table["_predictor"] = table["predictor"].map(predictors.PREDICTORS.index)
     table = table.sort_values(["_study", "_level", "_predictor"], kind="stable")
     base = table[table["predictor"] == BASELINE].set_index(["study", "level"])
     keys = pd.MultiIndex.from_frame(table[["study", "level"]])
@@ -187,7 +187,7 @@ def markdown_tables(table: pd.DataFrame, labels: Mapping[str, str] | None = None
     """
     labels = dict(labels or {})
     studies = list(dict.fromkeys(table["study"]))
-    levels = [lv for lv in analysis.LEVELS if lv in set(table["level"])]
+    levels = [lv for lv in predictors.LEVELS if lv in set(table["level"])]
     lines = [
         "# Predictors of the post-RL score, by model",
         "",
@@ -208,7 +208,7 @@ def markdown_tables(table: pd.DataFrame, labels: Mapping[str, str] | None = None
         )
         lines.append("")
         head = ["model", "n"]
-        for predictor in analysis.PREDICTORS:
+        for predictor in predictors.PREDICTORS:
             head += [f"{PREDICTOR_HEADS[predictor]} R²", f"{PREDICTOR_HEADS[predictor]} ρ"]
         lines += [_md_row(head), _md_row(["---"] + ["---:"] * (len(head) - 1))]
         gain_rows = []
@@ -216,7 +216,7 @@ def markdown_tables(table: pd.DataFrame, labels: Mapping[str, str] | None = None
             rows = at[at["study"] == study].set_index("predictor")
             cells = [labels.get(study, study), _n_cell(rows)]
             gains = [labels.get(study, study)]
-            for predictor in analysis.PREDICTORS:
+            for predictor in predictors.PREDICTORS:
                 if predictor not in rows.index:
                     cells += [MISSING, MISSING]
                     if predictor != BASELINE:
@@ -239,7 +239,7 @@ def markdown_tables(table: pd.DataFrame, labels: Mapping[str, str] | None = None
             "",
         ]
         head = ["model"]
-        for predictor in analysis.PREDICTORS[1:]:
+        for predictor in predictors.PREDICTORS[1:]:
             head += [f"{PREDICTOR_HEADS[predictor]} ΔR²", f"{PREDICTOR_HEADS[predictor]} Δρ"]
         lines += [_md_row(head), _md_row(["---"] + ["---:"] * (len(head) - 1)), *gain_rows]
     return "\n".join(lines) + "\n"
@@ -279,7 +279,7 @@ def predictor_bars(
     split R² below -1 is cut at -1 and labelled with its value."""
     labels = dict(labels or {})
     studies = list(dict.fromkeys(table["study"]))
-    levels = [lv for lv in analysis.LEVELS if lv in set(table["level"])]
+    levels = [lv for lv in predictors.LEVELS if lv in set(table["level"])]
     with matplotlib.style.context(settings.style):
         fig, axes = plots.new_figure(settings, 2, max(len(levels), 1), sharey="row")
         if not levels:
@@ -307,12 +307,12 @@ def predictor_bars(
 def _bar_panel(ax: Any, at: pd.DataFrame, studies: list[str], stat: str, labels: Mapping[str, str]) -> float:
     """One level's bars of `stat` (x = predictor, a bar per study); returns the lowest bar or error-bar end."""
     cmap = matplotlib.colormaps["tab10" if len(studies) <= 10 else "tab20"]
-    x = np.arange(len(analysis.PREDICTORS), dtype=float)
+    x = np.arange(len(predictors.PREDICTORS), dtype=float)
     width = 0.8 / max(len(studies), 1)
     is_r2 = stat == "r2_split_mean"
     low = 0.0
     for i, study in enumerate(studies):
-        rows = at[at["study"] == study].set_index("predictor").reindex(list(analysis.PREDICTORS))
+        rows = at[at["study"] == study].set_index("predictor").reindex(list(predictors.PREDICTORS))
         comparable = rows["comparable"].fillna(False).astype(bool).to_numpy()
         values = rows[stat].to_numpy(dtype=float)
         shown = np.where(comparable & np.isfinite(values), values, np.nan)
@@ -345,7 +345,7 @@ def _bar_panel(ax: Any, at: pd.DataFrame, studies: list[str], stat: str, labels:
             elif is_r2 and value < R2_AXIS_FLOOR:
                 ax.text(p, R2_AXIS_FLOOR, f"{value:.1f}", ha="center", va="bottom", fontsize=7, rotation=90)
     ax.axhline(0, color="black", linewidth=0.8)
-    ax.set_xticks(x, [PREDICTOR_HEADS[p] for p in analysis.PREDICTORS], fontsize=8)
+    ax.set_xticks(x, [PREDICTOR_HEADS[p] for p in predictors.PREDICTORS], fontsize=8)
     return low
 
 

@@ -36,9 +36,9 @@ import pandas as pd
 from transformers import TrainerCallback
 
 from quagmire.errors import QuagmireError
+from quagmire.hf import load_tokenizer
 from quagmire.io import claim_partial, partial_dir, read_json, write_json
 from quagmire.provenance import folder_identity, package_versions, sha256_file
-from quagmire.world.tokenizer import load_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -140,11 +140,6 @@ def load_for_training(model_dir: Path, data: Path, what: str, threads: int = 1) 
         raise QuagmireError(f"{what} {data} has no rows")
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     return frame, load_tokenizer(model_dir), model
-
-
-def has_chat_template(tokenizer: Any) -> bool:
-    """Whether the model expects chat-formatted input (hub instruct models do; the embedded char model does not)."""
-    return bool(getattr(tokenizer, "chat_template", None))
 
 
 # --- run identity ---------------------------------------------------------------------------------------------

@@ -20,11 +20,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from quagmire import REPO
 from quagmire.errors import QuagmireError
+from quagmire.hf import num_parameters
 
 log = logging.getLogger(__name__)
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "config" / "accelerate"
+CONFIG_DIR = REPO / "config" / "accelerate"
 DDP_MAX_PARAMS = 3_000_000_000  # below this, every GPU can hold a full replica (see the module docstring)
 SHARDED_BACKENDS = ("fsdp", "zero3")
 
@@ -66,24 +68,6 @@ def launch_command(config_file: str | None, num_gpus: int, main_process_port: in
     if main_process_port is not None:
         command += ["--main_process_port", str(main_process_port)]
     return [*command, "-m", "quagmire.cli"]
-
-
-def num_parameters(model_dir: Path) -> int:
-    """Parameters of the saved model in `model_dir`, read from the safetensors headers (no weights loaded)."""
-    from safetensors import safe_open
-
-    files = sorted(Path(model_dir).glob("*.safetensors"))
-    if not files:
-        raise QuagmireError(f"{model_dir} has no *.safetensors weights to count parameters from")
-    total = 0
-    for file in files:
-        with safe_open(str(file), framework="pt") as handle:
-            for name in handle.keys():  # noqa: SIM118 (safe_open is not a mapping)
-                count = 1
-                for dim in handle.get_slice(name).get_shape():
-                    count *= dim
-                total += count
-    return total
 
 
 def relaunch(argv: Sequence[str], model_dir: Path, num_gpus: int, sharded: str = "fsdp") -> None:

@@ -29,13 +29,13 @@ import numpy as np
 import pandas as pd
 
 from quagmire.errors import QuagmireError
-from quagmire.grade import GradingPool, make_correctness_reward
+from quagmire.hf import has_chat_template
 from quagmire.io import partial_dir
 from quagmire.provenance import lineage
-from quagmire.training import (
+from quagmire.train.rewards import make_correctness_reward
+from quagmire.train.runner import (
     TRAINER_SCRATCH,
     checkpoint_step,
-    has_chat_template,
     load_for_training,
     per_device_batch,
     publish_checkpoint,
@@ -44,6 +44,7 @@ from quagmire.training import (
     train_resumably,
     training_callbacks,
 )
+from quagmire.verify_pool import GradingPool
 
 log = logging.getLogger(__name__)
 

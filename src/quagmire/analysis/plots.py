@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-from quagmire import analysis
+from quagmire.analysis import predictors, tables
 from quagmire.errors import QuagmireError
 from quagmire.io import atomic_path
 
@@ -97,7 +97,7 @@ def _figure(fn: FigureFunction) -> FigureFunction:
     @functools.wraps(fn)
     def wrapper(tidy: pd.DataFrame, recipes: pd.DataFrame, settings: PlotSettings) -> Figure:
         with matplotlib.style.context(settings.style):
-            return fn(analysis.checked_tidy(tidy), analysis.normalize_recipes(recipes), settings)
+            return fn(tables.checked_tidy(tidy), tables.normalize_recipes(recipes), settings)
 
     FIGURES[fn.__name__] = wrapper
     return wrapper
@@ -120,10 +120,10 @@ def no_data(ax: Axes, note: str = NO_DATA) -> None:
 
 def _run_colors(runs: list[str]) -> dict[str, Any]:
     """A fixed colour per run (base in black), so a run looks the same in every panel."""
-    others = [r for r in runs if r != analysis.BASE_RUN]
+    others = [r for r in runs if r != tables.BASE_RUN]
     cmap = matplotlib.colormaps["tab10" if len(others) <= 10 else "tab20"]
     colors: dict[str, Any] = {r: cmap(i % cmap.N) for i, r in enumerate(others)}
-    colors[analysis.BASE_RUN] = BASE_COLOR
+    colors[tables.BASE_RUN] = BASE_COLOR
     return colors
 
 
@@ -141,9 +141,9 @@ def _base_reference_lines(ax: Axes, tidy: pd.DataFrame, avg: str) -> bool:
     """Draw the base model's own and post-RL scores as horizontal references; True if any was drawn."""
     drawn = False
     for stage, style, label in (("rl", ":", "RL from base"), ("base", "-.", "base (no training)")):
-        series = analysis.macro_metric(tidy, stage, avg)
-        if analysis.BASE_RUN in series.index and math.isfinite(series[analysis.BASE_RUN]):
-            ax.axhline(series[analysis.BASE_RUN], color=BASE_COLOR, linestyle=style, linewidth=1, label=label)
+        series = tables.macro_metric(tidy, stage, avg)
+        if tables.BASE_RUN in series.index and math.isfinite(series[tables.BASE_RUN]):
+            ax.axhline(series[tables.BASE_RUN], color=BASE_COLOR, linestyle=style, linewidth=1, label=label)
             drawn = True
     return drawn
 
@@ -170,13 +170,13 @@ def predictor_scatter(tidy: pd.DataFrame, recipes: pd.DataFrame, settings: PlotS
     Loss-based predictors are shown over dataset-level runs only, where held-out losses are comparable;
     the others over all runs.
     """
-    values = analysis.predictor_values(tidy, recipes)
+    values = predictors.predictor_values(tidy, recipes)
     avg, k = values.attrs["avg_metric"], values.attrs["k_large"]
     colors = _run_colors(list(recipes["run"]))
     fig, axes = new_figure(settings, 2, 2)
-    for ax, predictor in zip(axes.flat, analysis.PREDICTORS, strict=True):
-        level = "all" if analysis.is_comparable("all", predictor) else "dataset"
-        frame = analysis.values_at_level(values, level)
+    for ax, predictor in zip(axes.flat, predictors.PREDICTORS, strict=True):
+        level = "all" if predictors.is_comparable("all", predictor) else "dataset"
+        frame = predictors.values_at_level(values, level)
         label = PREDICTOR_LABELS[predictor].format(avg=avg, k=k)
         ax.set_xlabel(label)
         ax.set_ylabel(f"post-RL {avg} (macro)")
@@ -199,7 +199,7 @@ def predictor_scatter(tidy: pd.DataFrame, recipes: pd.DataFrame, settings: PlotS
                 )
         for run, x, y in zip(finite["run"], finite[predictor], finite["post_rl"], strict=True):
             ax.annotate(run, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
-        fit = analysis.fit_predictor(finite[predictor], finite["post_rl"])
+        fit = predictors.fit_predictor(finite[predictor], finite["post_rl"])
         if math.isfinite(fit["slope"]):
             xs = np.linspace(finite[predictor].min(), finite[predictor].max(), 50)
             ax.plot(xs, fit["slope"] * xs + fit["intercept"], linestyle="--", color="0.4", zorder=2)
@@ -220,10 +220,10 @@ def sft_vs_rl_by_epochs(tidy: pd.DataFrame, recipes: pd.DataFrame, settings: Plo
 
     One colour per (unique examples, learning rate) series; the base model's scores are horizontal references.
     """
-    avg = analysis.avg_metric_name(tidy)
-    sft = analysis.macro_metric(tidy, "sft", avg)
-    rl = analysis.macro_metric(tidy, "rl", avg)
-    runs = analysis.select_level(recipes, "dataset")
+    avg = tables.avg_metric_name(tidy)
+    sft = tables.macro_metric(tidy, "sft", avg)
+    rl = tables.macro_metric(tidy, "rl", avg)
+    runs = predictors.select_level(recipes, "dataset")
     fig, axes = new_figure(settings)
     ax = axes[0, 0]
     groups = list(runs.groupby(["n_unique", "lr"], sort=True, dropna=False))
@@ -259,10 +259,10 @@ def sft_vs_rl_by_epochs(tidy: pd.DataFrame, recipes: pd.DataFrame, settings: Plo
 @_figure
 def subset_bars(tidy: pd.DataFrame, recipes: pd.DataFrame, settings: PlotSettings) -> Figure:
     """Grouped bars of post-SFT and post-RL macro accuracy per instance-level subset strategy."""
-    avg = analysis.avg_metric_name(tidy)
-    sft = analysis.macro_metric(tidy, "sft", avg)
-    rl = analysis.macro_metric(tidy, "rl", avg)
-    runs = analysis.select_level(recipes, "instance")
+    avg = tables.avg_metric_name(tidy)
+    sft = tables.macro_metric(tidy, "sft", avg)
+    rl = tables.macro_metric(tidy, "rl", avg)
+    runs = predictors.select_level(recipes, "instance")
     runs = runs[runs["run"].isin(sft.index) | runs["run"].isin(rl.index)]
     fig, axes = new_figure(settings)
     ax = axes[0, 0]
@@ -315,11 +315,11 @@ def _epoch_sweep(runs: pd.DataFrame) -> tuple[pd.DataFrame, str]:
 @_figure
 def genloss_teaser(tidy: pd.DataFrame, recipes: pd.DataFrame, settings: PlotSettings) -> Figure:
     """SFT accuracy, held-out loss (right axis) and post-RL accuracy vs epochs: the paper's teaser figure."""
-    avg = analysis.avg_metric_name(tidy)
-    sft = analysis.macro_metric(tidy, "sft", avg)
-    rl = analysis.macro_metric(tidy, "rl", avg)
-    loss = analysis.heldout_genloss(tidy)
-    group, label = _epoch_sweep(analysis.select_level(recipes, "dataset"))
+    avg = tables.avg_metric_name(tidy)
+    sft = tables.macro_metric(tidy, "sft", avg)
+    rl = tables.macro_metric(tidy, "rl", avg)
+    loss = tables.heldout_genloss(tidy)
+    group, label = _epoch_sweep(predictors.select_level(recipes, "dataset"))
     fig, axes = new_figure(settings)
     ax = axes[0, 0]
     ax.set_xlabel("SFT epochs")
@@ -360,13 +360,13 @@ def passk_sweep(tidy: pd.DataFrame, recipes: pd.DataFrame, settings: PlotSetting
     """Spearman ρ of post-SFT pass@k with post-RL accuracy as k grows: where coverage starts to rank runs."""
     fig, axes = new_figure(settings)
     ax = axes[0, 0]
-    avg = analysis.avg_metric_name(tidy)
+    avg = tables.avg_metric_name(tidy)
     ax.set_xlabel("k (post-SFT pass@k)")
     ax.set_ylabel(f"Spearman ρ with post-RL {avg}")
     ax.set_title("post-SFT pass@k vs the RL outcome")
     drawn = False
-    for level, marker in zip(analysis.LEVELS, ("o", "s", "D"), strict=True):
-        sweep = analysis.passk_correlation_sweep(tidy, recipes, level=level)
+    for level, marker in zip(predictors.LEVELS, ("o", "s", "D"), strict=True):
+        sweep = predictors.passk_correlation_sweep(tidy, recipes, level=level)
         sweep = sweep[np.isfinite(sweep["spearman"].to_numpy(dtype=float))]
         if not sweep.empty:
             n = int(sweep["n_runs"].max())
@@ -385,8 +385,8 @@ def passk_sweep(tidy: pd.DataFrame, recipes: pd.DataFrame, settings: PlotSetting
 @_figure
 def passk_curves(tidy: pd.DataFrame, recipes: pd.DataFrame, settings: PlotSettings) -> Figure:
     """Macro pass@k against k for every run, one panel per stage (base, SFT, RL), on a log2 k axis."""
-    stages = [s for s in analysis.STAGES if analysis.pass_ks(tidy, s)]
-    order = list(dict.fromkeys([analysis.BASE_RUN, *recipes["run"]]))
+    stages = [s for s in tables.STAGES if tables.pass_ks(tidy, s)]
+    order = list(dict.fromkeys([tables.BASE_RUN, *recipes["run"]]))
     runs = order + sorted(set(tidy["run"]) - set(order))
     colors = _run_colors(runs)
     fig, axes = new_figure(settings, 1, max(len(stages), 1), sharey=True)
@@ -396,8 +396,8 @@ def passk_curves(tidy: pd.DataFrame, recipes: pd.DataFrame, settings: PlotSettin
         return fig
     handles: dict[str, Any] = {}
     for ax, stage in zip(axes[0], stages, strict=True):
-        ks = analysis.pass_ks(tidy, stage)
-        curves = pd.DataFrame({k: analysis.macro_metric(tidy, stage, f"pass@{k}") for k in ks})
+        ks = tables.pass_ks(tidy, stage)
+        curves = pd.DataFrame({k: tables.macro_metric(tidy, stage, f"pass@{k}") for k in ks})
         for run in [r for r in runs if r in curves.index]:
             y = curves.loc[run].to_numpy(dtype=float)
             keep = np.isfinite(y)
@@ -460,6 +460,6 @@ def render(
     if name not in FIGURES:
         raise QuagmireError(f"unknown figure {name!r} (known: {', '.join(sorted(FIGURES))})")
     settings = PlotSettings.from_config(settings_dict)
-    tidy = analysis.read_tidy(tidy_csv)
-    recipes = analysis.read_recipes(recipes_csv)
+    tidy = tables.read_tidy(tidy_csv)
+    recipes = tables.read_recipes(recipes_csv)
     return save_figure(FIGURES[name](tidy, recipes, settings), out, settings)

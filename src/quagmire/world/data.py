@@ -1,4 +1,4 @@
-"""Data pools of a study: the SFT pool, the held-out SFT split, RL prompts, benchmarks; and SFT subsets.
+"""The embedded world's data: its SFT pool, held-out SFT split, RL prompts and benchmarks, drawn disjoint.
 
 One row schema for every pool, whatever its source (the embedded world now, hub datasets later):
 `problem_id, prompt, response, answer, source, source_row` plus, for the embedded world, `family, level,
@@ -23,7 +23,6 @@ from quagmire.io import read_parquet_metadata, write_json, write_parquet
 from quagmire.world.problems import STYLES, Problem, solution, unique_problems
 
 POOLS = ("sft", "heldout", "rl")
-SUBSET_STRATEGIES = ("random", "shortest", "longest", "mix")
 SOURCE = "embedded-world"
 
 
@@ -131,31 +130,3 @@ def write_world_benchmark(world_benchmarks: Path, name: str, out: Path) -> int:
     frame = rows.drop(columns="benchmark").reset_index(drop=True)
     write_parquet(out, frame, metadata=read_parquet_metadata(world_benchmarks))
     return len(rows)
-
-
-def response_lengths(frame: pd.DataFrame, tokenizer) -> pd.Series:
-    """Response length in tokens of the study's tokenizer (what length-based subsets sort by)."""
-    ids = tokenizer(list(frame["response"]), add_special_tokens=False)["input_ids"]
-    return pd.Series([len(x) for x in ids], index=frame.index, name="response_tokens")
-
-
-def select_subset(pool: pd.DataFrame, lengths: pd.Series, strategy: str, n: int, seed: int) -> pd.DataFrame:
-    """The paper's instance-level subsets: random N, shortest N, longest N, mix (longest N/2 + shortest N/2).
-
-    Ties in length are broken by a seeded shuffle, so 'shortest' is not biased towards early pool rows.
-    """
-    if strategy not in SUBSET_STRATEGIES:
-        raise QuagmireError(f"unknown subset strategy {strategy!r} (known: {', '.join(SUBSET_STRATEGIES)})")
-    if n > len(pool):
-        raise QuagmireError(f"subset of {n} requested from a pool of {len(pool)} rows")
-    shuffled = pool.assign(response_tokens=lengths).sample(frac=1.0, random_state=seed)
-    by_length = shuffled.sort_values("response_tokens", kind="stable")
-    if strategy == "random":
-        chosen = shuffled.head(n)
-    elif strategy == "shortest":
-        chosen = by_length.head(n)
-    elif strategy == "longest":
-        chosen = by_length.tail(n)
-    else:
-        chosen = pd.concat([by_length.tail(n - n // 2), by_length.head(n // 2)])
-    return chosen.sample(frac=1.0, random_state=seed + 1).reset_index(drop=True)

@@ -37,11 +37,9 @@ from typing import Any
 
 import pandas as pd
 
-from quagmire.benchmarks import ANSWER_BOXED, ANSWER_TEXT, UNPINNED
-from quagmire.errors import QuagmireError
-from quagmire.grade import extract_boxed
-from quagmire.provenance import require_pinned
-from quagmire.records import (
+from quagmire.answers import extract_boxed
+from quagmire.data.benchmarks import ANSWER_BOXED, ANSWER_TEXT, UNPINNED
+from quagmire.data.records import (
     Record,
     is_missing,
     local_records,
@@ -50,6 +48,9 @@ from quagmire.records import (
     with_overrides,
     write_with_manifest,
 )
+from quagmire.data.text import clean_text
+from quagmire.errors import QuagmireError
+from quagmire.provenance import require_pinned
 
 SCHEMA = ("problem_id", "prompt", "response", "answer", "source", "source_row")
 ROW_ID_WIDTH = 8  # digits of the row number in a problem_id: sorts in source order up to 100M rows
@@ -230,31 +231,6 @@ def _hub_records(spec: SourceSpec) -> Iterator[Record]:
 
 
 # --------------------------------------------------------------------------- field normalization
-
-
-def clean_text(value: Any) -> tuple[str | None, str]:
-    """(stripped text, "") or (None, why): "missing", "not_text", "invalid_text" or "empty".
-
-    Invalid text is what would break a later stage rather than this one: bytes that are not UTF-8, lone
-    surrogates (they cannot be written to Parquet or tokenized) and NUL characters.
-    """
-    if is_missing(value):
-        return None, "missing"
-    if isinstance(value, bytes):
-        try:
-            value = value.decode("utf-8")
-        except UnicodeDecodeError:
-            return None, "invalid_text"
-    if not isinstance(value, str):
-        return None, "not_text"
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return None, "invalid_text"
-    if "\x00" in value:
-        return None, "invalid_text"
-    text = value.strip()
-    return (text, "") if text else (None, "empty")
 
 
 def _as_list(value: Any) -> list[Any] | None:

@@ -29,10 +29,8 @@ from typing import Any
 
 import pandas as pd
 
-from quagmire.errors import QuagmireError
-from quagmire.grade import extract_boxed
-from quagmire.provenance import require_pinned
-from quagmire.records import (
+from quagmire.answers import extract_boxed
+from quagmire.data.records import (
     Record,
     is_missing,
     local_records,
@@ -41,6 +39,8 @@ from quagmire.records import (
     with_overrides,
     write_with_manifest,
 )
+from quagmire.errors import QuagmireError
+from quagmire.provenance import require_pinned
 
 UNPINNED = "main"  # placeholder revision; a config must replace it with a dataset commit
 ID_WIDTH = 5  # digits a numeric id is zero-padded to, so ids sort in source order

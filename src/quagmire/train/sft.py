@@ -9,7 +9,7 @@ way, so the generalization loss measures what SFT optimized.
 Why the resolved trainer config is an output: TRL and transformers defaults drift between versions, so the
 checkpoint folder records every argument the trainer actually ran with (`trainer_config.json`), next to what
 data went in (`lineage.json`, with sha256s). Training checkpoints every `save_steps` steps into `<out>.partial/`
-and resumes from there when rerun (see `quagmire.training`); `out` appears only by a rename at the end.
+and resumes from there when rerun (see `quagmire.train.runner`); `out` appears only by a rename at the end.
 """
 
 from __future__ import annotations
@@ -23,12 +23,12 @@ import pandas as pd
 from transformers import TrainerCallback
 
 from quagmire.errors import QuagmireError
+from quagmire.hf import has_chat_template
 from quagmire.io import partial_dir
 from quagmire.provenance import lineage
-from quagmire.training import (
+from quagmire.train.runner import (
     TRAINER_SCRATCH,
     checkpoint_step,
-    has_chat_template,
     load_for_training,
     mean_logged_loss,
     per_device_batch,

@@ -1,0 +1,75 @@
+"""Grade a samples table against its benchmark's golds: one verdict per sample, through the verify pool.
+
+The verdicts themselves (statuses, math-verify, the per-item timeout) live in `quagmire.verify_pool`, which
+the GRPO reward (`quagmire.train.rewards`) and the data filters' gold check share.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from quagmire.answers import as_text
+from quagmire.errors import QuagmireError
+from quagmire.verify_pool import GradingPool
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+def grade_samples(
+    samples: pd.DataFrame,
+    problems: pd.DataFrame,
+    *,
+    timeout_s: float = 5.0,
+    workers: int = 1,
+    pool: GradingPool | None = None,
+) -> pd.DataFrame:
+    """One grade row per sample (problem_id, sample_idx, extracted, status, correct), in samples' order.
+
+    A pool of `workers` processes with a `timeout_s` limit per item is started and closed here, unless an
+    open `pool` is passed (then its own settings apply).
+    """
+    import pandas as pd
+
+    _require_columns(samples, ("problem_id", "sample_idx", "completion"), "samples")
+    _require_columns(problems, ("problem_id", "answer"), "problems")
+    duplicated = problems["problem_id"][problems["problem_id"].duplicated()]
+    if len(duplicated):
+        raise QuagmireError(f"problems table lists problem_id {duplicated.iloc[0]!r} more than once")
+    gold_by_problem = dict(zip(problems["problem_id"], problems["answer"], strict=True))
+    missing = [pid for pid in pd.unique(samples["problem_id"]) if pid not in gold_by_problem]
+    if missing:
+        shown = ", ".join(repr(pid) for pid in missing[:5])
+        raise QuagmireError(
+            f"{len(missing)} sampled problem_id(s) have no gold answer in the problems table: {shown}"
+        )
+    pairs = [
+        (as_text(gold_by_problem[pid]), as_text(completion))
+        for pid, completion in zip(samples["problem_id"], samples["completion"], strict=True)
+    ]
+    if pool is not None:
+        verdicts = pool.grade(pairs)
+    elif pairs:
+        with GradingPool(workers=workers, timeout_s=timeout_s) as own_pool:
+            verdicts = own_pool.grade(pairs)
+    else:
+        verdicts = []
+    return pd.DataFrame(
+        {
+            "problem_id": samples["problem_id"].to_numpy(),
+            "sample_idx": samples["sample_idx"].to_numpy(),
+            "extracted": pd.Series([v.extracted for v in verdicts], dtype=object),
+            "status": pd.Series([v.status for v in verdicts], dtype=object),
+            "correct": pd.Series([v.correct for v in verdicts], dtype=bool),
+        }
+    )
+
+
+def _require_columns(frame: pd.DataFrame, columns: Sequence[str], name: str) -> None:
+    """Fail with the names of the columns a table lacks."""
+    missing = [column for column in columns if column not in frame.columns]
+    if missing:
+        raise QuagmireError(
+            f"{name} table lacks column(s) {', '.join(missing)} (has {', '.join(map(str, frame.columns))})"
+        )
