@@ -239,7 +239,7 @@ def test_study_entries_pick_a_registry_spec_or_define_their_own(tmp_path: Path) 
     assert frame[["prompt", "answer"]].values.tolist() == [["1+1=", "2"]]
     with pytest.raises(QuagmireError, match=r"eval.benchmarks.x.registry: unknown benchmark 'math501'"):
         spec_from_config("x", {"registry": "math501"})
-    with pytest.raises(QuagmireError, match=r"eval.benchmarks.mystery: not a registered benchmark"):
+    with pytest.raises(QuagmireError, match=r"eval.benchmarks.mystery: 'mystery' is not a registered benchmark"):
         spec_from_config("mystery", {})
 
 

@@ -307,9 +307,9 @@ def test_config_entries_name_a_registered_source_of_the_right_kind_or_define_the
     assert (own.name, own.kind, own.response_field) == ("mine", "sft", "r")
     with pytest.raises(QuagmireError, match=r"data.sft: source 'deepscaler' is rl data, listed here as sft data"):
         source_from_config({"name": "deepscaler"}, "sft", "data.sft")
-    with pytest.raises(QuagmireError, match=r"data.rl\[1\]: 'mystery' is not a registered source"):
+    with pytest.raises(QuagmireError, match=r"data.rl\[1\]: 'mystery' is not a registered training source"):
         source_from_config({"name": "mystery"}, "rl", "data.rl[1]")
     with pytest.raises(QuagmireError, match=r"data.rl\[0\]: needs a name"):
         source_from_config({"path": "x.jsonl"}, "rl", "data.rl[0]")
-    with pytest.raises(QuagmireError, match=r"source math_train: unknown setting\(s\) \['paht'\]"):
+    with pytest.raises(QuagmireError, match=r"^data.rl\[0\]: source math_train: unknown setting\(s\) \['paht'\]"):
         source_from_config({"name": "math_train", "paht": "m.jsonl"}, "rl", "data.rl[0]")

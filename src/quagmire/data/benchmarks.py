@@ -5,7 +5,8 @@ source, source_row` (+ `gold_solution` where the source has a worked solution, +
 Why one module owns this: each published copy of a benchmark stores its gold differently (GSM8K after `####`,
 Minerva-Math only inside `\\boxed{}`, OlympiadBench as a list, AMC as a float), and a wrong gold silently
 scores correct answers as wrong. A row that cannot give a problem and a gold is dropped and counted in the
-manifest, never guessed and never a crash.
+manifest, never guessed and never a crash. What a benchmark shares with a training source (hub or local file,
+pinned revision, config overrides, reading rows, the manifest) is in `quagmire.data.spec`.
 
 Hub revisions: the `revision` of every spec below is the placeholder `UNPINNED`. A benchmark must be pinned
 to a dataset commit (40 hex digits) in the config before it is loaded from the hub, and loading refuses an
@@ -16,7 +17,6 @@ below follow the public copies; check them against the commit you pin.
 from __future__ import annotations
 
 import ast
-import dataclasses
 import math
 import numbers
 import os
@@ -24,32 +24,33 @@ import re
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pandas as pd
 
 from quagmire.answers import extract_boxed
-from quagmire.data.records import (
+from quagmire.data.spec import (
+    ANSWER_BOXED,
+    ANSWER_TEXT,
+    UNPINNED,  # noqa: F401  (re-exported: the registry's placeholder revision)
+    DataSpec,
     Record,
     is_missing,
-    local_records,
-    origin_record,
-    spec_values,
-    with_overrides,
+    no_usable_rows,
+    number_text,
+    plain,
+    registered,
+    row_counts,
+    spec_from_entry,
     write_with_manifest,
 )
 from quagmire.errors import QuagmireError
-from quagmire.provenance import require_pinned
 
-UNPINNED = "main"  # placeholder revision; a config must replace it with a dataset commit
 ID_WIDTH = 5  # digits a numeric id is zero-padded to, so ids sort in source order
 SCHEMA = ("problem_id", "prompt", "answer", "source", "source_row")
 SOLUTION_COLUMN = "gold_solution"
 
-# How the gold answer is read from `answer_field`.
-ANSWER_TEXT = "text"  # the field itself (a string or a number)
-ANSWER_BOXED = "boxed"  # the last \boxed{} of the field (a worked solution)
+# How the gold answer is read from `answer_field`: ANSWER_TEXT and ANSWER_BOXED (`spec`), and two of its own.
 ANSWER_HASHES = "hashes"  # the text after the last `####`, thousands commas removed (GSM8K)
 ANSWER_LIST = "list"  # a list of answers, or its Python text form; joined with ", ", `$` delimiters removed
 ANSWER_KINDS = (ANSWER_TEXT, ANSWER_BOXED, ANSWER_HASHES, ANSWER_LIST)
@@ -60,39 +61,25 @@ _SEPARATOR = re.compile(r"\s*,?\s*")
 
 
 @dataclass(frozen=True)
-class BenchmarkSpec:
-    """Where one benchmark comes from (a hub dataset at a pinned revision, or a local file) and its fields.
+class BenchmarkSpec(DataSpec):
+    """A benchmark: the common fields of `DataSpec` plus what a benchmark has of its own.
 
-    `id_field` None numbers problems by row. `path`, when set, wins over the hub (JSONL or Parquet).
-    `keep_fields` are carried into the frame when the source has them (e.g. MATH-500's subject and level).
+    `id_field` None numbers problems by row. `solution_field` is carried as `gold_solution`; `context_field`
+    (OlympiadBench) is put before the problem. `keep_fields` are carried into the frame when the source has them
+    (e.g. MATH-500's subject and level). `optional` benchmarks are not part of the headline average.
     """
 
-    name: str
-    hub_id: str | None = None
-    revision: str = UNPINNED
-    config: str | None = None
     split: str = "test"
     problem_field: str = "problem"
-    answer_field: str = "answer"
-    answer_kind: str = ANSWER_TEXT
     id_field: str | None = None
     solution_field: str | None = None
     context_field: str | None = None
-    keep_fields: tuple[str, ...] = ()
-    path: str | None = None
     optional: bool = False
 
-    def __post_init__(self) -> None:
-        if self.answer_kind not in ANSWER_KINDS:
-            raise QuagmireError(
-                f"benchmark {self.name}: answer_kind must be one of {', '.join(ANSWER_KINDS)} "
-                f"(got {self.answer_kind!r})"
-            )
-        if self.hub_id is None and self.path is None:
-            raise QuagmireError(f"benchmark {self.name}: give either a hub dataset id or a local path")
-        clash = set(self.keep_fields) & {*SCHEMA, SOLUTION_COLUMN}
-        if clash:
-            raise QuagmireError(f"benchmark {self.name}: keep_fields may not reuse column names {sorted(clash)}")
+    what: ClassVar[str] = "benchmark"
+    label: ClassVar[str] = "benchmark"
+    answer_kinds: ClassVar[tuple[str, ...]] = ANSWER_KINDS
+    columns: ClassVar[frozenset[str]] = frozenset({*SCHEMA, SOLUTION_COLUMN})
 
 
 BENCHMARKS: dict[str, BenchmarkSpec] = {
@@ -155,9 +142,7 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
 
 def get_benchmark(name: str, overrides: Mapping[str, Any] | None = None) -> BenchmarkSpec:
     """The registered spec for `name`, with config `overrides` (e.g. a pinned `revision`, a local `path`)."""
-    if name not in BENCHMARKS:
-        raise QuagmireError(f"unknown benchmark {name!r}; known: {', '.join(sorted(BENCHMARKS))}")
-    return with_overrides(BENCHMARKS[name], overrides, f"benchmark {name}")
+    return registered(BenchmarkSpec, BENCHMARKS, name, overrides)
 
 
 def spec_from_config(name: str, settings: Mapping[str, Any]) -> BenchmarkSpec:
@@ -169,35 +154,14 @@ def spec_from_config(name: str, settings: Mapping[str, Any]) -> BenchmarkSpec:
     """
     values = dict(settings)
     base = values.pop("registry", name)
-    if base in BENCHMARKS:
-        return dataclasses.replace(get_benchmark(base, values), name=name)
-    if "registry" in settings:
+    if "registry" in settings and base not in BENCHMARKS:
         raise QuagmireError(
             f"eval.benchmarks.{name}.registry: unknown benchmark {base!r}; known: {', '.join(sorted(BENCHMARKS))}"
         )
-    if "hub_id" not in values and "path" not in values:
-        raise QuagmireError(
-            f"eval.benchmarks.{name}: not a registered benchmark ({', '.join(sorted(BENCHMARKS))}); give "
-            f"`registry: <one of those>`, or a `hub_id` or `path` with its field mapping"
-        )
-    return BenchmarkSpec(name=name, **spec_values(values))
-
-
-# --------------------------------------------------------------------------- reading sources
-
-
-def _read_hub(spec: BenchmarkSpec) -> list[dict[str, Any]]:
-    """Records of the spec's hub dataset at its pinned revision (network or the local hub cache)."""
-    require_pinned(spec.revision, f"benchmark {spec.name}: hub dataset {spec.hub_id}")
-    import datasets
-
-    try:
-        dataset = datasets.load_dataset(spec.hub_id, spec.config, revision=spec.revision, split=spec.split)
-    except Exception as error:  # the hub raises many types; the user needs the one line
-        raise QuagmireError(
-            f"benchmark {spec.name}: cannot load {spec.hub_id}@{spec.revision} split {spec.split}: {error}"
-        ) from error
-    return dataset.to_pandas().to_dict("records")
+    return spec_from_entry(
+        BenchmarkSpec, BENCHMARKS, name, values, f"eval.benchmarks.{name}", base=base,
+        how="`registry: <one of those>`, or ",
+    )
 
 
 # --------------------------------------------------------------------------- field normalization
@@ -205,18 +169,7 @@ def _read_hub(spec: BenchmarkSpec) -> list[dict[str, Any]]:
 
 def _scalar_text(value: Any) -> str | None:
     """A string or number as answer text (27.0 -> "27"); None for any other type or a non-finite number."""
-    if isinstance(value, str):
-        return value.strip()
-    if isinstance(value, bool) or type(value).__name__ == "bool_":
-        return None
-    if isinstance(value, numbers.Integral):
-        return str(int(value))
-    if isinstance(value, numbers.Real):
-        number = float(value)
-        if not math.isfinite(number):
-            return None
-        return str(int(number)) if number.is_integer() else repr(number)
-    return None
+    return value.strip() if isinstance(value, str) else number_text(value)
 
 
 def _strip_dollars(text: str) -> str:
@@ -239,11 +192,8 @@ def _as_items(value: Any) -> list[Any] | None:
             value = ast.literal_eval(text)
         except (ValueError, SyntaxError, MemoryError, RecursionError):
             return None
-    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
-        value = value.tolist()
-    if isinstance(value, (list, tuple)):
-        return list(value)
-    return [value]
+    value = plain(value)
+    return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
 def _gold_answer(value: Any, kind: str) -> tuple[str | None, str]:
@@ -310,7 +260,7 @@ def _id_key(value: Any) -> str | None:
 
 def _solution_text(value: Any) -> str | None:
     """A worked solution as text: a string, or the first non-empty string of a list (OlympiadBench)."""
-    items = value.tolist() if hasattr(value, "tolist") else value
+    items = plain(value)
     if isinstance(items, (list, tuple)):
         items = next((s for s in items if isinstance(s, str) and s.strip()), None)
     return items if isinstance(items, str) and items.strip() else None
@@ -356,8 +306,7 @@ def normalize_rows(records: list[Record], spec: BenchmarkSpec, source: str) -> t
         if spec.solution_field:
             out[SOLUTION_COLUMN] = _solution_text(row.get(spec.solution_field))
         for field in spec.keep_fields:
-            value = row.get(field)
-            out[field] = value.tolist() if hasattr(value, "tolist") else value
+            out[field] = plain(row.get(field))
         rows.append(out)
     columns = [*SCHEMA, *([SOLUTION_COLUMN] if spec.solution_field else [])]
     frame = pd.DataFrame(rows, columns=columns + [f for f in spec.keep_fields if any(f in r for r in rows)])
@@ -378,21 +327,15 @@ def load_benchmark(
     `path` (or the spec's own `path`) reads a local JSONL/Parquet file; otherwise the pinned hub dataset.
     """
     spec = get_benchmark(spec_or_name) if isinstance(spec_or_name, str) else spec_or_name
-    local = Path(path) if path is not None else Path(spec.path) if spec.path else None
-    if local is not None:
-        records: list[Record] = list(local_records(local, f"benchmark {spec.name}"))
-        origin = local.name
-    else:
-        records = list(_read_hub(spec))
-        origin = f"{spec.hub_id}@{spec.revision}"
+    local = spec.local_file(path)
+    origin = spec.origin(local)
+    records = list(spec.read_records(local))  # all at once: ids are checked for uniqueness across the file
     frame, dropped = normalize_rows(records, spec, origin)
-    n_read = len(records)
     if frame.empty:
-        detail = ", ".join(f"{k}: {v}" for k, v in sorted(dropped.items())) or "the source is empty"
-        raise QuagmireError(f"benchmark {spec.name}: no usable rows in {origin} (read {n_read}; {detail})")
+        raise no_usable_rows(spec, origin, dropped)
     manifest = {
         "benchmark": spec.name,
-        "source": origin_record(spec, local),
+        "source": spec.origin_record(local),
         "fields": {
             "problem": spec.problem_field,
             "answer": spec.answer_field,
@@ -401,7 +344,7 @@ def load_benchmark(
             "solution": spec.solution_field,
             "context": spec.context_field,
         },
-        "rows": {"read": n_read, "kept": len(frame), "dropped": dict(sorted(dropped.items()))},
+        "rows": row_counts(len(frame), dropped),
     }
     return frame, manifest
 

@@ -16,7 +16,8 @@ Every source becomes the same frame, whatever its field names:
 Why one module owns this: the sets store the problem differently (a chat-message list for Llama-Nemotron, plain
 text elsewhere) and the gold differently (a boxed answer inside a long response, or its own field). A row that
 cannot give a prompt, a response (SFT) and a gold is dropped and counted by reason, never guessed and never a
-crash; a source with nothing usable is an error naming those reasons.
+crash; a source with nothing usable is an error naming those reasons. What a source shares with a benchmark
+(hub or local file, pinned revision, config overrides, reading rows, the manifest) is in `quagmire.data.spec`.
 
 Hub revisions: every spec below has the placeholder revision `UNPINNED`; the config must pin each dataset to
 a commit (40 hex digits) before it is loaded from the hub, and loading refuses an unpinned one (a moving
@@ -26,31 +27,33 @@ may override any of them.
 
 from __future__ import annotations
 
-import math
+import dataclasses
 import numbers
 import os
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pandas as pd
 
 from quagmire.answers import extract_boxed
-from quagmire.data.benchmarks import ANSWER_BOXED, ANSWER_TEXT, UNPINNED
-from quagmire.data.records import (
+from quagmire.data.spec import (
+    ANSWER_BOXED,
+    ANSWER_TEXT,
+    DataSpec,
     Record,
+    as_list,
     is_missing,
-    local_records,
-    origin_record,
-    spec_values,
-    with_overrides,
+    no_usable_rows,
+    number_text,
+    registered,
+    row_counts,
+    spec_from_entry,
     write_with_manifest,
 )
 from quagmire.data.text import clean_text
 from quagmire.errors import QuagmireError
-from quagmire.provenance import require_pinned
 
 SCHEMA = ("problem_id", "prompt", "response", "answer", "source", "source_row")
 ROW_ID_WIDTH = 8  # digits of the row number in a problem_id: sorts in source order up to 100M rows
@@ -66,61 +69,49 @@ PROMPT_FORMATS = (PROMPT_TEXT, PROMPT_MESSAGES)
 ANSWER_KINDS = (ANSWER_TEXT, ANSWER_BOXED)
 _IGNORED_ROLES = frozenset({"system"})  # a system turn (e.g. "detailed thinking on") is not part of the problem
 
-_HUB_BATCH = 1024  # rows per Arrow batch when reading a hub split
-
 
 @dataclass(frozen=True)
-class SourceSpec:
-    """Where one training set comes from (hub dataset at a pinned revision, or a local file) and its fields.
+class SourceSpec(DataSpec):
+    """A training set: the common fields of `DataSpec` plus what a source has of its own.
 
-    `response_field` is required for an SFT set and ignored for an RL set. `answer_kind` "boxed" reads the gold
-    from the last `\\boxed{}` of `answer_field`. Rows whose `select_field` is not one of `select_values` are out
-    of scope (e.g. AceReason's code rows) and counted as `<field>_not_selected`. `max_rows` reads only the
-    first rows of the split (streamed from the hub), for sets far larger than a study needs.
+    `kind` is SFT (prompt + response + gold) or RL (prompt + gold). `response_field` is required for an SFT set
+    and ignored for an RL set. `prompt_format` "messages" reads the prompt from a chat list. `answer_kind`
+    "boxed" reads the gold from the last `\\boxed{}` of `answer_field`. Rows whose `select_field` is not one of
+    `select_values` are out of scope (e.g. AceReason's code rows) and counted as `<field>_not_selected`.
+    `max_rows` reads only the first rows of the split (streamed from the hub), for sets far larger than a study
+    needs.
     """
 
-    name: str
-    kind: str
-    hub_id: str | None = None
-    revision: str = UNPINNED
-    config: str | None = None
-    split: str = "train"
+    kind: str = dataclasses.field(kw_only=True)  # required, and passed by name
     prompt_field: str = "problem"
     prompt_format: str = PROMPT_TEXT
     response_field: str | None = None
-    answer_field: str = "answer"
-    answer_kind: str = ANSWER_TEXT
     select_field: str | None = None
     select_values: tuple[str, ...] = ()
-    keep_fields: tuple[str, ...] = ()
-    path: str | None = None
     max_rows: int | None = None
 
+    what: ClassVar[str] = "source"
+    label: ClassVar[str] = "training source"
+    answer_kinds: ClassVar[tuple[str, ...]] = ANSWER_KINDS
+    columns: ClassVar[frozenset[str]] = frozenset(SCHEMA)
+
     def __post_init__(self) -> None:
-        where = f"source {self.name}"
+        where = self.where
         if self.kind not in KINDS:
             raise QuagmireError(f"{where}: kind must be one of {', '.join(KINDS)} (got {self.kind!r})")
         if self.prompt_format not in PROMPT_FORMATS:
             raise QuagmireError(
                 f"{where}: prompt_format must be one of {', '.join(PROMPT_FORMATS)} (got {self.prompt_format!r})"
             )
-        if self.answer_kind not in ANSWER_KINDS:
-            raise QuagmireError(
-                f"{where}: answer_kind must be one of {', '.join(ANSWER_KINDS)} (got {self.answer_kind!r})"
-            )
+        super().__post_init__()  # answer_kind, hub or path, keep_fields
         if self.kind == KIND_SFT and not self.response_field:
             raise QuagmireError(f"{where}: an SFT source needs response_field (the assistant's response)")
-        if self.hub_id is None and self.path is None:
-            raise QuagmireError(f"{where}: give either a hub dataset id or a local path")
         if self.select_field and not self.select_values:
             raise QuagmireError(f"{where}: select_field {self.select_field!r} needs at least one select_values entry")
         if self.max_rows is not None and (
             isinstance(self.max_rows, bool) or not isinstance(self.max_rows, int) or self.max_rows < 1
         ):
             raise QuagmireError(f"{where}: max_rows must be a positive integer or null (got {self.max_rows!r})")
-        clash = set(self.keep_fields) & set(SCHEMA)
-        if clash:
-            raise QuagmireError(f"{where}: keep_fields may not reuse column names {sorted(clash)}")
 
 
 SOURCES: dict[str, SourceSpec] = {
@@ -173,9 +164,7 @@ SOURCES: dict[str, SourceSpec] = {
 
 def get_source(name: str, overrides: Mapping[str, Any] | None = None) -> SourceSpec:
     """The registered spec for `name`, with config `overrides` (a pinned `revision`, a local `path`, field names)."""
-    if name not in SOURCES:
-        raise QuagmireError(f"unknown training source {name!r}; known: {', '.join(sorted(SOURCES))}")
-    return with_overrides(SOURCES[name], overrides, f"source {name}")
+    return registered(SourceSpec, SOURCES, name, overrides)
 
 
 def source_from_config(settings: Mapping[str, Any], kind: str, where: str) -> SourceSpec:
@@ -188,56 +177,13 @@ def source_from_config(settings: Mapping[str, Any], kind: str, where: str) -> So
     name = values.pop("name", None)
     if not name:
         raise QuagmireError(f"{where}: needs a name (one of {', '.join(sorted(SOURCES))}, or your own)")
-    if name in SOURCES:
-        spec = get_source(name, values)
-        if spec.kind != kind:
-            raise QuagmireError(f"{where}: source {name!r} is {spec.kind} data, listed here as {kind} data")
-        return spec
-    if "hub_id" not in values and "path" not in values:
-        raise QuagmireError(
-            f"{where}: {name!r} is not a registered source ({', '.join(sorted(SOURCES))}); give a hub_id or a "
-            "path with its field mapping"
-        )
-    return SourceSpec(name=name, kind=kind, **spec_values(values))
-
-
-# --------------------------------------------------------------------------- reading records
-
-def _require_pinned(spec: SourceSpec) -> None:
-    """Refuse a hub load whose revision is not a commit: a branch like `main` moves under a finished study."""
-    require_pinned(spec.revision, f"source {spec.name}: hub dataset {spec.hub_id} (or give a local path)")
-
-
-def _hub_records(spec: SourceSpec) -> Iterator[Record]:
-    """Records of the spec's hub split at its pinned revision; streamed when only `max_rows` rows are wanted."""
-    _require_pinned(spec)
-    import datasets
-
-    origin = f"{spec.hub_id}@{spec.revision}"
-    try:
-        if spec.max_rows is None:
-            dataset = datasets.load_dataset(spec.hub_id, name=spec.config, split=spec.split, revision=spec.revision)
-        else:
-            dataset = datasets.load_dataset(
-                spec.hub_id, name=spec.config, split=spec.split, revision=spec.revision, streaming=True
-            ).take(spec.max_rows)
-        for batch in dataset.iter(batch_size=_HUB_BATCH):  # a stream can fail midway, hence inside the try
-            columns = list(batch)
-            n_rows = len(batch[columns[0]]) if columns else 0
-            for i in range(n_rows):
-                yield {column: batch[column][i] for column in columns}
-    except Exception as error:  # the hub raises many types; the user needs the one line
-        raise QuagmireError(f"source {spec.name}: cannot load {origin} split {spec.split}: {error}") from error
+    spec = spec_from_entry(SourceSpec, SOURCES, name, values, where, kind=kind)
+    if spec.kind != kind:
+        raise QuagmireError(f"{where}: source {name!r} is {spec.kind} data, listed here as {kind} data")
+    return spec
 
 
 # --------------------------------------------------------------------------- field normalization
-
-
-def _as_list(value: Any) -> list[Any] | None:
-    """A list-like cell (list, tuple, numpy array from pandas) as a list; None for anything else."""
-    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
-        value = value.tolist()
-    return list(value) if isinstance(value, (list, tuple)) else None
 
 
 def _user_turn(value: Any) -> tuple[Any, str]:
@@ -248,7 +194,7 @@ def _user_turn(value: Any) -> tuple[Any, str]:
     """
     if is_missing(value):
         return None, "missing"
-    messages = _as_list(value)
+    messages = as_list(value)
     if messages is None:
         return None, "not_messages"
     contents = []
@@ -284,23 +230,11 @@ def _response(row: Mapping[str, Any], spec: SourceSpec) -> tuple[str | None, str
     return (text, "") if text is not None else (None, f"response_{why}")
 
 
-def _number_text(value: Any) -> str | None:
-    """An int-like or finite float gold as text (27.0 -> "27"); None for bools and non-finite numbers."""
-    if isinstance(value, bool) or type(value).__name__ == "bool_":
-        return None
-    if isinstance(value, numbers.Integral):
-        return str(int(value))
-    if isinstance(value, numbers.Real) and math.isfinite(float(value)):
-        number = float(value)
-        return str(int(number)) if number.is_integer() else repr(number)
-    return None
-
-
 def _answer(row: Mapping[str, Any], spec: SourceSpec) -> tuple[str | None, str]:
     """(gold answer, "") or (None, "answer_<why>"): the field as text, or the last boxed answer in it."""
     value = row.get(spec.answer_field)
     if spec.answer_kind == ANSWER_TEXT and not isinstance(value, (str, bytes)) and not is_missing(value):
-        number = _number_text(value)
+        number = number_text(value)
         return (number, "") if number is not None else (None, "answer_not_text")
     text, why = clean_text(value)
     if text is None:
@@ -369,14 +303,12 @@ def normalize_records(records: Iterable[Record], spec: SourceSpec, origin: str) 
         rows.append(out)
     frame = pd.DataFrame(rows, columns=[*SCHEMA, *spec.keep_fields])
     if frame.empty:
-        n_read = sum(dropped.values())
-        detail = ", ".join(f"{k}: {v}" for k, v in sorted(dropped.items())) or "the source is empty"
         needed = [f for f in (spec.prompt_field, spec.response_field, spec.answer_field, spec.select_field) if f]
         absent = sorted({f for f in needed if f not in fields_seen}) if fields_seen else []
         hint = ""
         if absent:
             hint = f"; field(s) {absent} appear in no row (fields seen: {sorted(fields_seen)}): set them in the config"
-        raise QuagmireError(f"source {spec.name}: no usable rows in {origin} (read {n_read}; {detail}){hint}")
+        raise no_usable_rows(spec, origin, dropped, hint)
     frame["source_row"] = frame["source_row"].astype("int64")
     return frame, dropped
 
@@ -392,19 +324,13 @@ def load_source(
     `path` (or the spec's own `path`) reads a local JSONL/Parquet file; otherwise the pinned hub split.
     """
     spec = get_source(spec_or_name) if isinstance(spec_or_name, str) else spec_or_name
-    local = Path(path) if path is not None else Path(spec.path) if spec.path else None
-    if local is not None:
-        records = local_records(local, f"source {spec.name}", spec.max_rows)
-        origin = local.name
-    else:
-        _require_pinned(spec)  # before any import or network: the cheapest, clearest failure
-        records = _hub_records(spec)
-        origin = f"{spec.hub_id}@{spec.revision}"
-    frame, dropped = normalize_records(records, spec, origin)
+    local = spec.local_file(path)
+    origin = spec.origin(local)
+    frame, dropped = normalize_records(spec.read_records(local, spec.max_rows), spec, origin)
     manifest = {
         "name": spec.name,
         "kind": spec.kind,
-        "source": origin_record(spec, local),
+        "source": spec.origin_record(local),
         "fields": {
             "prompt": spec.prompt_field,
             "prompt_format": spec.prompt_format,
@@ -415,11 +341,7 @@ def load_source(
             "keep": list(spec.keep_fields),
         },
         "max_rows": spec.max_rows,
-        "rows": {
-            "read": len(frame) + sum(dropped.values()),
-            "kept": len(frame),
-            "dropped": dict(sorted(dropped.items())),
-        },
+        "rows": row_counts(len(frame), dropped),
     }
     return frame, manifest
 

@@ -12,7 +12,7 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from quagmire.data.records import is_missing
+from quagmire.data.spec import is_missing
 
 # LaTeX that changes spacing or sizing but not meaning (matched after casefolding, so \Big is \big).
 _LATEX_SPACING = re.compile(
