@@ -451,6 +451,75 @@ def test_only_complete_checkpoints_are_resumed_from(tmp_path: Path) -> None:
     assert last_complete_checkpoint(tmp_path) == tmp_path / "checkpoint-10"
 
 
+def test_the_runner_owns_the_sequence_and_a_stage_supplies_only_its_parts(
+    tiny_base: Path, sft_data: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A toy stage (a fake trainer, no TRL): the runner builds the dataset before anything is written, keeps the
+    stage's trainer context open through training and publishing, hands the trainer only the operational knobs,
+    and publishes the stage's stats with the runner's lineage and log line."""
+    from types import SimpleNamespace
+
+    from quagmire.train.runner import TrainingJob, TrainingStage, run_training
+
+    events: list[Any] = []
+    out = tmp_path / "toy"
+
+    class FakeTrainer:
+        def __init__(self, settings: dict[str, Any], output_dir: Path) -> None:
+            self.args = SimpleNamespace(to_dict=lambda: {"save_steps": settings["save_steps"]})
+            self.state = SimpleNamespace(global_step=0)
+            self.output_dir = output_dir
+
+        def is_world_process_zero(self) -> bool:
+            return True
+
+        def train(self, resume_from_checkpoint: str | None = None) -> None:
+            events.append(("train", resume_from_checkpoint, self.output_dir.is_dir()))
+            self.state.global_step = 3
+
+        def save_model(self, folder: str) -> None:
+            events.append("save")
+            (Path(folder) / "model.bin").write_text("weights")
+
+    @contextlib.contextmanager
+    def open_trainer(job: TrainingJob, model: Any, tokenizer: Any, dataset: Any, callbacks: list[Any]):
+        events.append(("open", dataset[:1], [type(c).__name__ for c in callbacks]))
+        assert not partial_dir(job.out).exists(), "nothing is written before the trainer exists"
+        yield FakeTrainer(job.trainer_settings, job.trainer_dir)
+        events.append("close")
+
+    def dataset(frame: pd.DataFrame, tokenizer: Any, settings: Any) -> list[str]:
+        events.append("dataset")
+        return list(frame["prompt"])
+
+    stage = TrainingStage(
+        kind="toy",
+        title="Toy",
+        rows="toy rows",
+        log=logging.getLogger("quagmire.tests.toy"),
+        dataset=dataset,
+        trainer=open_trainer,
+        stats=lambda run: {"steps": run.global_steps, "resumed": run.resumed_from_step, "rows": len(run.frame)},
+        summary=lambda stats: f"{stats['rows']} rows",
+    )
+    settings = {"seed": 0, "lr": 1e-3}
+    job = TrainingJob(tiny_base, sft_data, out, settings, operational={"save_steps": 5}, callbacks=[TrainerCallback()])
+    with caplog.at_level(logging.INFO, logger="quagmire"):
+        stats = run_training(stage, job)
+
+    first = pd.read_parquet(sft_data)["prompt"].iloc[0]
+    assert events[:2] == ["dataset", ("open", [first], ["CheckpointCompleteMarker", "LogLastStep", "TrainerCallback"])]
+    assert events[2:] == [("train", None, True), "save", "close"], "published while the trainer context is open"
+    assert stats == {"steps": 3, "resumed": None, "rows": 32}
+    assert json.loads((out / "train_stats.json").read_text()) == stats
+    assert json.loads((out / "trainer_config.json").read_text()) == {"save_steps": 5}
+    lineage = json.loads((out / "lineage.json").read_text())
+    assert lineage["kind"] == "toy" and lineage["settings"] == settings, "operational knobs stay out of lineage"
+    assert (out / "model.bin").read_text() == "weights" and (out / "tokenizer.json").is_file()
+    assert not partial_dir(out).exists()
+    assert "Toy done: 3 steps in " in caplog.text and " s, 32 rows" in caplog.text
+
+
 # --- chat templates -------------------------------------------------------------------------------------------
 
 

@@ -2,7 +2,7 @@
 
 The reward is binary (1 if `verify(parse(gold), parse(completion))`, gold first; 0 otherwise; None when the
 gold cannot be parsed, so the example gives no signal instead of a wrong one). Grading runs in worker processes
-with a hard timeout (`grade.GradingPool`), because a policy can emit expressions that hang sympy. An optional
+with a hard timeout (`verify_pool.GradingPool`), because a policy can emit expressions that hang sympy. An optional
 format reward (`format_reward` weight, off by default) adds `weight` x [exactly one `\\boxed{...}`, at the end].
 
 Prompts are chat-formatted (a user turn) when the model has a chat template, plain strings otherwise. Generation
@@ -21,7 +21,8 @@ from __future__ import annotations
 import importlib.util
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,19 +31,14 @@ import pandas as pd
 
 from quagmire.errors import QuagmireError
 from quagmire.hf import has_chat_template
-from quagmire.io import partial_dir
-from quagmire.provenance import lineage
 from quagmire.train.rewards import make_correctness_reward
 from quagmire.train.runner import (
-    TRAINER_SCRATCH,
-    checkpoint_step,
-    load_for_training,
+    TrainedRun,
+    TrainingJob,
+    TrainingStage,
     per_device_batch,
-    publish_checkpoint,
     resumable_trainer_args,
-    run_fingerprint,
-    train_resumably,
-    training_callbacks,
+    run_training,
 )
 from quagmire.verify_pool import GradingPool
 
@@ -192,6 +188,60 @@ def grpo_config(settings: Mapping[str, Any], output_dir: Path):  # -> trl.GRPOCo
     )
 
 
+def scheduled_prompt_dataset(frame: pd.DataFrame, tokenizer: Any, settings: Mapping[str, Any]):  # -> Dataset
+    """The runner's dataset hook: the whole run's prompts in training order (`rl_schedule`), as GRPO's input."""
+    prompt_dataset(frame.head(1))  # fail on missing columns before anything is written
+    schedule = rl_schedule(frame, settings["steps"], settings["prompts_per_step"], settings["seed"])
+    return prompt_dataset(schedule, tokenizer)
+
+
+@contextmanager
+def open_grpo_trainer(
+    job: TrainingJob, model: Any, tokenizer: Any, dataset: Any, callbacks: list[Any]
+) -> Iterator[Any]:
+    """TRL's GRPOTrainer for `job` (the runner's trainer hook), with the grading pool its reward needs kept open
+    until the run is published."""
+    from trl import GRPOTrainer
+
+    with GradingPool(workers=1, timeout_s=job.settings["grading_timeout_s"]) as pool:
+        args = grpo_config(job.trainer_settings, job.trainer_dir)
+        yield GRPOTrainer(
+            model=model,
+            reward_funcs=reward_functions(job.settings, pool),
+            args=args,
+            train_dataset=dataset,
+            processing_class=tokenizer,
+            callbacks=callbacks,
+        )
+
+
+def grpo_stats(run: TrainedRun) -> dict[str, Any]:
+    """`train_stats.json` of a GRPO run: steps, the first and last logged mean reward, and the logged history."""
+    history = [r for r in run.trainer.state.log_history if "reward" in r]
+    return {
+        "global_steps": run.global_steps,
+        "seconds": round(run.seconds, 2),
+        "resumed_from_step": run.resumed_from_step,
+        "first_reward": history[0]["reward"] if history else None,
+        "last_reward": history[-1]["reward"] if history else None,
+        "chat_template": has_chat_template(run.tokenizer),
+        "use_vllm": bool(run.trainer.args.use_vllm),
+        "history": history,
+    }
+
+
+GRPO = TrainingStage(
+    kind="grpo",
+    title="GRPO",
+    rows="RL prompts",
+    log=log,
+    dataset=scheduled_prompt_dataset,
+    trainer=open_grpo_trainer,
+    stats=grpo_stats,
+    summary=lambda stats: f"reward {stats['first_reward']} -> {stats['last_reward']}",
+)
+
+
 def train_grpo(
     model_dir: Path,
     prompts: Path,
@@ -203,47 +253,8 @@ def train_grpo(
 ) -> dict[str, Any]:
     """Run GRPO from the checkpoint in `model_dir` on the RL prompts in `prompts`; write `out`.
 
-    Resumes from `<out>.partial/` when an earlier attempt at the same run was killed. `callbacks` are extra
-    `transformers.TrainerCallback`s (monitoring, tests); they must not change what is computed. `operational`
-    knobs (save_steps, save_total_limit, and vllm_gpu_memory_utilization for GRPO) override `settings` for the
-    trainer only: they are not part of the run's fingerprint or lineage, so a run resumes across a new cadence.
+    Resumes from `<out>.partial/` when an earlier attempt at the same run was killed. `callbacks` (extra trainer
+    callbacks that change nothing computed) and `operational` knobs (trainer-only overrides of `settings`, outside
+    the run's fingerprint and lineage) are those of `quagmire.train.runner.TrainingJob`.
     """
-    from trl import GRPOTrainer
-
-    frame, tokenizer, model = load_for_training(model_dir, prompts, "RL prompts", threads)
-    prompt_dataset(frame.head(1))  # fail on missing columns before anything is written
-    schedule = rl_schedule(frame, settings["steps"], settings["prompts_per_step"], settings["seed"])
-    fingerprint = run_fingerprint("grpo", settings, [prompts], model_dir)
-    with GradingPool(workers=1, timeout_s=settings["grading_timeout_s"]) as pool:
-        args = grpo_config({**settings, **(operational or {})}, partial_dir(out) / TRAINER_SCRATCH)
-        trainer = GRPOTrainer(
-            model=model,
-            reward_funcs=reward_functions(settings, pool),
-            args=args,
-            train_dataset=prompt_dataset(schedule, tokenizer),
-            processing_class=tokenizer,
-            callbacks=[*training_callbacks(), *callbacks],
-        )
-        resume, seconds = train_resumably(trainer, out, fingerprint)
-        history = [r for r in trainer.state.log_history if "reward" in r]
-        stats = {
-            "global_steps": trainer.state.global_step,
-            "seconds": round(seconds, 2),
-            "resumed_from_step": checkpoint_step(resume) if resume is not None else None,
-            "first_reward": history[0]["reward"] if history else None,
-            "last_reward": history[-1]["reward"] if history else None,
-            "chat_template": has_chat_template(tokenizer),
-            "use_vllm": bool(args.use_vllm),
-            "history": history,
-        }
-        record = lineage("grpo", parent=model_dir, data=[prompts], settings=settings)
-        publish_checkpoint(out, trainer, tokenizer, stats, record)
-    log.info(
-        "GRPO done: %d steps in %.1f s%s, reward %s -> %s",
-        stats["global_steps"],
-        seconds,
-        f" (resumed from step {stats['resumed_from_step']})" if resume is not None else "",
-        stats["first_reward"],
-        stats["last_reward"],
-    )
-    return stats
+    return run_training(GRPO, TrainingJob(model_dir, prompts, out, settings, operational, threads, callbacks))

@@ -1,4 +1,11 @@
-"""What SFT and GRPO runs share: device settings, fixed trainer arguments, and resumable, atomic checkpoints.
+"""The one training runner (`run_training`) and what SFT and GRPO runs share: device settings, fixed trainer
+arguments, and resumable, atomic checkpoints.
+
+Why one runner: every training run goes through the same sequence (load the parent model, its tokenizer and the
+rows; fingerprint the run; find where an earlier attempt stopped; train; publish the model with its lineage and
+stats), and the order of that sequence is what makes resumption and atomic publishing correct. `run_training` owns
+it; a stage (`TrainingStage`: SFT in `quagmire.train.sft`, GRPO in `quagmire.train.grpo`) only supplies its
+dataset, its trainer and the stats it records.
 
 Why fixed arguments live here: both trainers must log, seed and save the same way, and TRL's defaults for these
 drift between versions; one place states them.
@@ -28,7 +35,9 @@ import math
 import os
 import re
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +47,7 @@ from transformers import TrainerCallback
 from quagmire.errors import QuagmireError
 from quagmire.hf import load_tokenizer
 from quagmire.io import claim_partial, partial_dir, read_json, write_json
-from quagmire.provenance import folder_identity, package_versions, sha256_file
+from quagmire.provenance import folder_identity, lineage, package_versions, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -336,3 +345,108 @@ def publish_checkpoint(
         os.replace(staging, out)
         shutil.rmtree(scratch, ignore_errors=True)
     _barrier()
+
+
+# --- the runner -----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrainingJob:
+    """One training run as its caller asks for it: the parent model, the rows, the output folder, and two kinds of
+    settings.
+
+    `settings` are what the run computes with: they are part of its fingerprint and lineage. `operational` knobs
+    (save_steps, save_total_limit, vllm_gpu_memory_utilization) override them for the trainer only, so a run
+    resumes across a new checkpoint cadence. `callbacks` are extra `transformers.TrainerCallback`s (monitoring,
+    tests) that must not change what is computed.
+    """
+
+    parent: Path
+    data: Path
+    out: Path
+    settings: Mapping[str, Any]
+    operational: Mapping[str, Any] | None = None
+    threads: int = 1
+    callbacks: Sequence[Any] = ()
+
+    @property
+    def trainer_settings(self) -> dict[str, Any]:
+        """The settings the trainer's config is built from: `settings` with the operational knobs laid over them."""
+        return {**self.settings, **(self.operational or {})}
+
+    @property
+    def trainer_dir(self) -> Path:
+        """The trainer's own output_dir, inside the scratch folder: its `checkpoint-N/` folders go there."""
+        return partial_dir(self.out) / TRAINER_SCRATCH
+
+
+@dataclass(frozen=True)
+class TrainedRun:
+    """What a finished `trainer.train()` leaves for the stage's stats: the trainer (state, log history, args),
+    the tokenizer and rows it trained with, the checkpoint this attempt resumed from and how long it trained."""
+
+    trainer: Any
+    tokenizer: Any
+    frame: pd.DataFrame
+    resume: Path | None
+    seconds: float  # this attempt's training time, unrounded (the log line rounds it its own way)
+
+    @property
+    def global_steps(self) -> int:
+        return self.trainer.state.global_step
+
+    @property
+    def resumed_from_step(self) -> int | None:
+        return checkpoint_step(self.resume) if self.resume is not None else None
+
+
+@dataclass(frozen=True)
+class TrainingStage:
+    """What a training stage supplies to `run_training`; the runner does everything else, in its fixed order.
+
+    - `dataset(frame, tokenizer, settings)`: the trainer's dataset from the rows. It runs before anything is
+      written, so a stage checks its rows here.
+    - `trainer(job, model, tokenizer, dataset, callbacks)`: a context manager that yields the built TRL trainer
+      (its config from `job.trainer_settings`, its output_dir `job.trainer_dir`, with `callbacks`). Why a context:
+      a trainer may need something alive while it trains and is published (GRPO's grading pool). The trainer
+      seeds every RNG when it is built, so the model and dataset handed to it are built first.
+    - `stats(run)`: the whole `train_stats.json` record, in the stage's key order.
+    - `summary(stats)`: the end of the log line "<title> done: N steps in S s, <summary>".
+    """
+
+    kind: str  # the run's kind in its fingerprint and lineage ("sft", "grpo")
+    title: str  # its name in the log line ("SFT", "GRPO")
+    rows: str  # its training rows' name in errors ("SFT data", "RL prompts")
+    log: logging.Logger  # the stage's own logger, which reports the finished run
+    dataset: Callable[[pd.DataFrame, Any, Mapping[str, Any]], Any]
+    trainer: Callable[[TrainingJob, Any, Any, Any, list[TrainerCallback]], AbstractContextManager[Any]]
+    stats: Callable[[TrainedRun], dict[str, Any]]
+    summary: Callable[[Mapping[str, Any]], str]
+
+
+def run_training(stage: TrainingStage, job: TrainingJob) -> dict[str, Any]:
+    """Run `job` as `stage` from start to published model; return the stats written to `train_stats.json`.
+
+    The sequence: load the parent model, tokenizer and rows; build the stage's dataset; fingerprint the run; build
+    the trainer; resume from the last complete checkpoint of an earlier attempt at this same run (discarding a
+    partial run for other inputs or settings); train to the end; publish `job.out` atomically with its lineage,
+    resolved trainer config and stats. A job killed at any point leaves no `job.out`, and its rerun resumes.
+    """
+    frame, tokenizer, model = load_for_training(job.parent, job.data, stage.rows, job.threads)
+    dataset = stage.dataset(frame, tokenizer, job.settings)
+    fingerprint = run_fingerprint(stage.kind, job.settings, [job.data], job.parent)
+    with stage.trainer(job, model, tokenizer, dataset, [*training_callbacks(), *job.callbacks]) as trainer:
+        resume, seconds = train_resumably(trainer, job.out, fingerprint)
+        run = TrainedRun(trainer, tokenizer, frame, resume, seconds)
+        stats = stage.stats(run)
+        record = lineage(stage.kind, parent=job.parent, data=[job.data], settings=job.settings)
+        publish_checkpoint(job.out, trainer, tokenizer, stats, record)
+    stage.log.info(
+        "%s done: %d steps in %.1f s%s, %s",
+        stage.title,
+        run.global_steps,
+        seconds,
+        f" (resumed from step {run.resumed_from_step})" if resume is not None else "",
+        stage.summary(stats),
+    )
+    return stats

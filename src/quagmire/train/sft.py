@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -24,19 +25,14 @@ from transformers import TrainerCallback
 
 from quagmire.errors import QuagmireError
 from quagmire.hf import has_chat_template
-from quagmire.io import partial_dir
-from quagmire.provenance import lineage
 from quagmire.train.runner import (
-    TRAINER_SCRATCH,
-    checkpoint_step,
-    load_for_training,
+    TrainedRun,
+    TrainingJob,
+    TrainingStage,
     mean_logged_loss,
     per_device_batch,
-    publish_checkpoint,
     resumable_trainer_args,
-    run_fingerprint,
-    train_resumably,
-    training_callbacks,
+    run_training,
 )
 
 log = logging.getLogger(__name__)
@@ -113,6 +109,50 @@ class _RestoreTokenCount(TrainerCallback):
             self.trainer._total_train_tokens = logged[-1]
 
 
+def open_sft_trainer(
+    job: TrainingJob, model: Any, tokenizer: Any, dataset: Any, callbacks: list[TrainerCallback]
+) -> AbstractContextManager[Any]:
+    """TRL's SFTTrainer for `job` (the runner's trainer hook); it needs nothing kept alive, hence a null context."""
+    from trl import SFTTrainer
+
+    trainer = SFTTrainer(
+        model=model,
+        args=sft_config(job.trainer_settings, job.trainer_dir),
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        callbacks=callbacks,
+    )
+    trainer.add_callback(_RestoreTokenCount(trainer))
+    return nullcontext(trainer)
+
+
+def sft_stats(run: TrainedRun) -> dict[str, Any]:
+    """`train_stats.json` of an SFT run: steps, the run's mean and final logged loss, and the logged history."""
+    history = [r for r in run.trainer.state.log_history if "loss" in r]
+    return {
+        "global_steps": run.global_steps,
+        "train_loss": mean_logged_loss(history),
+        "final_logged_loss": history[-1]["loss"] if history else None,
+        "seconds": round(run.seconds, 2),
+        "resumed_from_step": run.resumed_from_step,
+        "examples": len(run.frame),
+        "chat_template": has_chat_template(run.tokenizer),
+        "history": history,
+    }
+
+
+SFT = TrainingStage(
+    kind="sft",
+    title="SFT",
+    rows="SFT data",
+    log=log,
+    dataset=lambda frame, tokenizer, settings: prompt_completion_dataset(frame, tokenizer),
+    trainer=open_sft_trainer,
+    stats=sft_stats,
+    summary=lambda stats: f"final loss {stats['final_logged_loss']}",
+)
+
+
 def train_sft(
     base: Path,
     data: Path,
@@ -124,43 +164,8 @@ def train_sft(
 ) -> dict[str, Any]:
     """Fine-tune the model in `base` on the subset in `data`; write the checkpoint folder `out`.
 
-    Resumes from `<out>.partial/` when an earlier attempt at the same run was killed. `callbacks` are extra
-    `transformers.TrainerCallback`s (monitoring, tests); they must not change what is computed. `operational`
-    knobs (save_steps, save_total_limit, and vllm_gpu_memory_utilization for GRPO) override `settings` for the
-    trainer only: they are not part of the run's fingerprint or lineage, so a run resumes across a new cadence.
+    Resumes from `<out>.partial/` when an earlier attempt at the same run was killed. `callbacks` (extra trainer
+    callbacks that change nothing computed) and `operational` knobs (trainer-only overrides of `settings`, outside
+    the run's fingerprint and lineage) are those of `quagmire.train.runner.TrainingJob`.
     """
-    from trl import SFTTrainer
-
-    frame, tokenizer, model = load_for_training(base, data, "SFT data", threads)
-    dataset = prompt_completion_dataset(frame, tokenizer)
-    fingerprint = run_fingerprint("sft", settings, [data], base)
-    args = sft_config({**settings, **(operational or {})}, partial_dir(out) / TRAINER_SCRATCH)
-    trainer = SFTTrainer(
-        model=model,
-        args=args,
-        train_dataset=dataset,
-        processing_class=tokenizer,
-        callbacks=[*training_callbacks(), *callbacks],
-    )
-    trainer.add_callback(_RestoreTokenCount(trainer))
-    resume, seconds = train_resumably(trainer, out, fingerprint)
-    history = [r for r in trainer.state.log_history if "loss" in r]
-    stats = {
-        "global_steps": trainer.state.global_step,
-        "train_loss": mean_logged_loss(history),
-        "final_logged_loss": history[-1]["loss"] if history else None,
-        "seconds": round(seconds, 2),
-        "resumed_from_step": checkpoint_step(resume) if resume is not None else None,
-        "examples": len(frame),
-        "chat_template": has_chat_template(tokenizer),
-        "history": history,
-    }
-    publish_checkpoint(out, trainer, tokenizer, stats, lineage("sft", parent=base, data=[data], settings=settings))
-    log.info(
-        "SFT done: %d steps in %.1f s%s, final loss %s",
-        stats["global_steps"],
-        seconds,
-        f" (resumed from step {stats['resumed_from_step']})" if resume is not None else "",
-        stats["final_logged_loss"],
-    )
-    return stats
+    return run_training(SFT, TrainingJob(base, data, out, settings, operational, threads, callbacks))
