@@ -10,7 +10,6 @@ import pytest
 
 from quagmire.data.filters import (
     AUDIT_COLUMNS,
-    DEFAULT_FILTERS,
     NgramIndex,
     resolve_filters,
     run_filters,
@@ -24,6 +23,16 @@ from quagmire.provenance import sha256_file
 from quagmire.verify_pool import GradingPool
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "benchmarks"
+# The defaults of data.filters before they moved into the config schema: results depend on them staying so.
+DEFAULTS = {
+    "dedup": True,
+    "gold_parses": True,
+    "gold_timeout_s": 5.0,
+    "gold_workers": 1,
+    "decontaminate": {"n": 13, "threshold": 0.5, "min_words": 8},
+    "min_tokens": 1,
+    "max_tokens": 4096,
+}
 OFF = {"dedup": False, "gold_parses": False, "decontaminate": False, "min_tokens": None, "max_tokens": None}
 
 BENCH_PROBLEM = (
@@ -172,7 +181,7 @@ def test_the_threshold_is_the_share_of_the_benchmark_problems_ngrams_found() -> 
 
 def test_decontamination_without_benchmarks_is_an_error_not_a_silent_pass() -> None:
     with pytest.raises(QuagmireError, match="no benchmark tables were given"):
-        run_filters(frame_of(["A?"]), {**OFF, "decontaminate": True}, {}, None)
+        run_filters(frame_of(["A?"]), {**OFF, "decontaminate": {}}, {}, None)
 
 
 def test_a_real_math500_problem_is_caught_against_the_real_benchmark() -> None:
@@ -233,7 +242,7 @@ def test_every_step_audits_one_row_per_row_it_sees(pool: GradingPool, tokenizer)
         assert part["reason"].isna().tolist() == part["kept"].tolist()  # a reason exactly when dropped
     assert clean["problem_id"].tolist() == ["toy-00000000", "toy-00000005"]
     assert summary["rows_in"] == 6 and summary["rows_out"] == 2 and summary["skipped"] == {}
-    assert summary["settings"]["decontaminate"] == DEFAULT_FILTERS["decontaminate"]
+    assert summary["settings"]["decontaminate"] == DEFAULTS["decontaminate"]
 
 
 def test_filters_that_leave_nothing_are_an_error_with_the_counts() -> None:
@@ -244,16 +253,23 @@ def test_filters_that_leave_nothing_are_an_error_with_the_counts() -> None:
     assert len(clean) == 1
 
 
-def test_settings_are_checked_against_the_defaults() -> None:
-    assert resolve_filters(None) == DEFAULT_FILTERS
-    assert resolve_filters({"decontaminate": {"n": 8}})["decontaminate"] == {**DEFAULT_FILTERS["decontaminate"], "n": 8}
+def test_settings_are_the_schemas_defaults_and_rules() -> None:
+    resolved = resolve_filters(None)
+    assert resolved == DEFAULTS and list(resolved) == list(DEFAULTS)
+    assert [type(v) for v in resolved.values()] == [type(v) for v in DEFAULTS.values()]  # 5.0 stays a float
+    assert resolve_filters({"decontaminate": {"n": 8}})["decontaminate"] == {**DEFAULTS["decontaminate"], "n": 8}
     assert resolve_filters({"decontaminate": False})["decontaminate"] is False
-    with pytest.raises(QuagmireError, match=r"unknown setting\(s\) \['dedupe'\]"):
+    assert resolve_filters({"decontaminate": None})["decontaminate"] is False
+    with pytest.raises(QuagmireError, match=r"unknown key data\.filters\.dedupe \(allowed: decontaminate, dedup"):
         resolve_filters({"dedupe": True})
-    with pytest.raises(QuagmireError, match="threshold must be a number in"):
+    with pytest.raises(QuagmireError, match=r"data\.filters\.decontaminate\.threshold: 1\.5 is greater than"):
         resolve_filters({"decontaminate": {"threshold": 1.5}})
-    with pytest.raises(QuagmireError, match="min_tokens .* exceeds"):
+    with pytest.raises(QuagmireError, match=r"data\.filters\.decontaminate: True is not valid"):
+        resolve_filters({"decontaminate": True})  # as in a config file: a mapping (even {}) turns the step on
+    with pytest.raises(QuagmireError, match=r"data\.filters\.min_tokens: 10 is larger than data\.filters\.max_tokens"):
         resolve_filters({"min_tokens": 10, "max_tokens": 5})
+    with pytest.raises(QuagmireError, match=r"^config error in filter settings: data\.filters\.gold_workers: 0 is"):
+        run_filters(frame_of(["A?"]), {**OFF, "gold_workers": 0}, {}, None)
     with pytest.raises(QuagmireError, match="appears more than once"):
         run_filters(pd.concat([frame_of(["A?"])] * 2), OFF, {}, None)
 

@@ -143,7 +143,7 @@ def test_figure_is_written_with_the_plot_settings(studies: list[tuple[str, Path]
 def test_figure_with_one_level_and_svg_is_deterministic(studies: list[tuple[str, Path]], tmp_path: Path) -> None:
     table = paper.paper_table(studies)
     table = table[table["level"] == "dataset"]
-    settings = paper.plots.PlotSettings(**FAST, format="svg")
+    settings = paper.plots.PlotSettings.from_config({**FAST, "format": "svg"})
     first = plots.save_figure(paper.predictor_bars(table, settings), tmp_path / "a.svg", settings).read_bytes()
     second = plots.save_figure(paper.predictor_bars(table, settings), tmp_path / "b.svg", settings).read_bytes()
     assert first == second and b"<svg" in first
@@ -197,5 +197,5 @@ def test_a_study_without_a_level_gets_a_row_of_dashes(studies: list[tuple[str, P
     instance = md.split("## Instance level")[1].split("## All runs")[0]
     assert "| gemma | – | – | – | – | – | – | – | – | – |" in instance
     assert "| gemma | – | – | – | – | – | – |" in instance.split("Table 2b")[1]
-    empty = paper.predictor_bars(table.iloc[:0], paper.plots.PlotSettings(**FAST))
+    empty = paper.predictor_bars(table.iloc[:0], paper.plots.PlotSettings.from_config(FAST))
     assert len(empty.axes) == 2

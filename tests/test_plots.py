@@ -117,7 +117,7 @@ def test_the_main_figure_renders_to_pdf(tables: Any, tmp_path: Path) -> None:
 
 
 def test_predictor_scatter_titles_carry_fit_statistics(tables: Any) -> None:
-    fig = plots.predictor_scatter(*tables, plots.PlotSettings(**FAST))
+    fig = plots.predictor_scatter(*tables, plots.PlotSettings.from_config(FAST))
     titles = [ax.get_title() for ax in fig.axes]
     assert len(titles) == 4 and all("R²=" in t and "ρ=" in t for t in titles)
     assert (
@@ -132,7 +132,7 @@ def test_figures_draw_what_exists_when_pieces_are_missing(
     name: str, case: str, tables: Any, tmp_path: Path
 ) -> None:
     tidy, recipes = scenario(case, *tables)
-    settings = plots.PlotSettings(**FAST)
+    settings = plots.PlotSettings.from_config(FAST)
     fig = plots.FIGURES[name](tidy, recipes, settings)
     assert isinstance(fig, Figure)
     if case == "no_rl" and name in {"predictor_scatter", "passk_sweep"}:
@@ -143,21 +143,27 @@ def test_figures_draw_what_exists_when_pieces_are_missing(
 
 def test_empty_panels_say_no_data(tables: Any) -> None:
     tidy, recipes = scenario("no_rl", *tables)
-    fig = plots.predictor_scatter(tidy, recipes, plots.PlotSettings(**FAST))
+    fig = plots.predictor_scatter(tidy, recipes, plots.PlotSettings.from_config(FAST))
     assert texts(fig).count(plots.NO_DATA) == 4
     tidy, recipes = scenario("no_instance_level", *tables)
-    assert plots.NO_DATA in texts(plots.subset_bars(tidy, recipes, plots.PlotSettings(**FAST)))
+    assert plots.NO_DATA in texts(plots.subset_bars(tidy, recipes, plots.PlotSettings.from_config(FAST)))
 
 
 def test_plot_settings_come_from_config_and_reject_unknown_keys() -> None:
-    assert plots.PlotSettings.from_config(None) == plots.PlotSettings()
+    from quagmire.config import section_defaults
+
+    defaults = section_defaults("plots")
+    assert plots.PlotSettings.from_config(None) == plots.PlotSettings.from_config({}) == plots.PlotSettings(
+        **{k: defaults[k] for k in ("dpi", "format", "width", "height", "style")}
+    )
     assert plots.PlotSettings.from_config({"dpi": 300, "format": "pdf"}).dpi == 300
-    with pytest.raises(QuagmireError, match="'colour'"):
+    assert plots.PlotSettings.from_config({"figures": ["subset_bars"]}).dpi == defaults["dpi"]  # a whole section
+    with pytest.raises(QuagmireError, match=r"unknown key plots\.colour \(allowed: dpi, figures, format"):
         plots.PlotSettings.from_config({"dpi": 100, "colour": "red"})
     for bad, key in (({"dpi": "many"}, "dpi"), ({"format": "docx"}, "format"), ({"width": -1}, "width")):
-        with pytest.raises(QuagmireError, match=key):
+        with pytest.raises(QuagmireError, match=rf"^config error in plot settings: plots\.{key}: "):
             plots.PlotSettings.from_config(bad)
-    with pytest.raises(QuagmireError, match="no-such-style"):
+    with pytest.raises(QuagmireError, match=r"plots\.style: 'no-such-style' is not a matplotlib style"):
         plots.PlotSettings.from_config({"style": "no-such-style"})
 
 

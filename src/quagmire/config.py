@@ -8,8 +8,9 @@ keys, in one line, before any job starts.
 from __future__ import annotations
 
 import copy
+import functools
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,14 +43,28 @@ _RESERVED = {
 }
 
 
-def _describe(error: Any) -> str:
-    """One line for one jsonschema error: the dotted key, what is wrong, what was given."""
-    where = _key_path(error.absolute_path)
+def _within_alternatives(error: Any) -> Any:
+    """For a value that matches none of `anyOf`'s alternatives: the error inside the alternative of its own type
+    (a bad `threshold` inside an object, not "not valid under any of the given schemas"), if there is one."""
+    if error.validator != "anyOf" or not error.context:
+        return error
+    inner = [e for e in error.context if e.validator not in ("type", "const") or len(e.absolute_path) > len(
+        error.absolute_path)]
+    if not inner:
+        return error
+    return _within_alternatives(max(inner, key=lambda e: len(e.absolute_path)))
+
+
+def _describe(error: Any, at: Sequence[str] = ()) -> str:
+    """One line for one jsonschema error: the dotted key (under the section `at`), what is wrong, what was given."""
+    error = _within_alternatives(error)
+    parts = [*at, *error.absolute_path]
+    where = _key_path(parts)
     if error.validator == "additionalProperties":
         allowed = sorted(error.schema.get("properties", {}))
         given = error.instance if isinstance(error.instance, Mapping) else {}
         unknown = sorted(k for k in given if k not in allowed)
-        prefix = f"{where}." if error.absolute_path else ""
+        prefix = f"{where}." if parts else ""
         names = ", ".join(f"{prefix}{k}" for k in unknown) or where
         hint = f" (allowed: {', '.join(allowed)})" if allowed else ""
         return f"unknown key {names}{hint}"
@@ -70,8 +85,14 @@ def validate_config(
     return resolved
 
 
-def filled(config: Mapping[str, Any], schema: Mapping[str, Any], source: str) -> dict[str, Any]:
-    """A deep copy of `config`, checked against `schema` (errors name the key) and with its defaults filled in."""
+def filled(
+    config: Mapping[str, Any], schema: Mapping[str, Any], source: str, at: Sequence[str] = ()
+) -> dict[str, Any]:
+    """A deep copy of `config`, checked against `schema` (errors name the key) and with its defaults filled in.
+
+    `at` is where `config` sits in a study config (e.g. ("data", "filters") for that section alone), so an error
+    names the key as a config file would.
+    """
     from jsonschema import Draft202012Validator
 
     schema = dict(schema)
@@ -79,12 +100,59 @@ def filled(config: Mapping[str, Any], schema: Mapping[str, Any], source: str) ->
     # Report problems on what the user wrote first: filled-in defaults can never be the culprit.
     errors = sorted(Draft202012Validator(schema).iter_errors(resolved), key=lambda e: list(e.absolute_path))
     if errors:
-        raise QuagmireError(f"config error in {source}: {_describe(errors[0])}")
+        raise QuagmireError(f"config error in {source}: {_describe(errors[0], at)}")
     for _ in _default_filler(schema)(schema).iter_errors(resolved):  # fills defaults in place; already valid
         pass
     errors = list(Draft202012Validator(schema).iter_errors(resolved))
     if errors:  # a default in the schema itself is invalid: a bug in the project, not in the user's config
-        raise QuagmireError(f"schema default invalid: {_describe(errors[0])}")
+        raise QuagmireError(f"schema default invalid: {_describe(errors[0], at)}")
+    return resolved
+
+
+# ---- one section at a time: the library's settings come from here, never from defaults of its own ----------
+
+
+@functools.lru_cache(maxsize=1)
+def _study_schema() -> dict[str, Any]:
+    """The checkout's study schema, read once per process (library calls look up sections often)."""
+    return load_schema()
+
+
+def section_schema(path: str, schema: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The schema of one section of a study config (`path` dotted, e.g. "data.filters"), with the root's `$defs`
+    so that its `$ref`s resolve. A `$ref` on the way down is followed; the section's own node is kept as written
+    (its `$ref` and sibling keywords validate together, as in the whole schema)."""
+    root = schema or _study_schema()
+    node: Mapping[str, Any] = root
+    for part in path.split("."):
+        props = _deref(root, node).get("properties", {})
+        if part not in props:
+            raise QuagmireError(f"no section {path!r} in the config schema ({part!r} is not a key here)")
+        node = props[part]
+    return {**node, "$defs": root.get("$defs", {})}
+
+
+def section_defaults(path: str) -> dict[str, Any]:
+    """Every default of section `path`, filled as for a config that leaves the whole section out."""
+    return settings_for(path, None, "the config schema")
+
+
+def settings_for(path: str, given: Mapping[str, Any] | None, where: str) -> dict[str, Any]:
+    """Section `path` of a study config as the library uses it: `given` (None: nothing given) checked against the
+    schema, its missing keys filled from the schema's defaults, then the cross-key rules of that section.
+
+    A bad value fails exactly as in a config file, naming the key (`config error in <where>: data.filters.
+    max_tokens: ...`): the library has no defaults or checks of its own. A study config's sections arrive
+    filled and checked already; filling them again changes nothing.
+    """
+    if given is not None and not isinstance(given, Mapping):
+        got = json.dumps(given, default=str)
+        raise QuagmireError(f"config error in {where}: {path}: must be a mapping (got {got})")
+    resolved = filled(given or {}, section_schema(path), where, at=path.split("."))
+    rule = SECTION_RULES.get(path)
+    problem = rule(resolved) if rule else None
+    if problem:
+        raise QuagmireError(f"config error in {where}: {problem}")
     return resolved
 
 
@@ -94,23 +162,25 @@ def paper_schema(schema: Mapping[str, Any] | None = None) -> dict[str, Any]:
     return {**root["$defs"]["paper"], "$defs": root["$defs"]}
 
 
+def _deref(root: Mapping[str, Any], sub: Mapping[str, Any]) -> Mapping[str, Any]:
+    """`sub` with a local `$ref` (into `root`) replaced by its target; `sub`'s own keywords win."""
+    ref = sub.get("$ref", "")
+    if not ref.startswith("#/"):
+        return sub
+    target: Any = root
+    for part in ref[2:].split("/"):
+        target = target[part]
+    return {**target, **{k: v for k, v in sub.items() if k != "$ref"}}
+
+
 def _default_filler(root: Mapping[str, Any]) -> Any:
     """A validator class that fills `default`s (following local `$ref`s into `root`) while it descends."""
     from jsonschema import Draft202012Validator, validators
 
-    def deref(sub: Mapping[str, Any]) -> Mapping[str, Any]:
-        ref = sub.get("$ref", "")
-        if not ref.startswith("#/"):
-            return sub
-        target: Any = root
-        for part in ref[2:].split("/"):
-            target = target[part]
-        return {**target, **{k: v for k, v in sub.items() if k != "$ref"}}
-
     def properties(validator: Any, props: Mapping[str, Any], instance: Any, schema: Any) -> Any:
         if isinstance(instance, dict):
             for name, sub in props.items():
-                sub = deref(sub)
+                sub = _deref(root, sub)
                 if name not in instance and "default" in sub:
                     instance[name] = copy.deepcopy(sub["default"])
         yield from Draft202012Validator.VALIDATORS["properties"](validator, props, instance, schema)
@@ -118,11 +188,32 @@ def _default_filler(root: Mapping[str, Any]) -> Any:
     return validators.extend(Draft202012Validator, {"properties": properties})
 
 
+def _filter_bounds(filters: Mapping[str, Any]) -> str | None:
+    """The length step's bounds must leave room for a response."""
+    low, high = filters["min_tokens"], filters["max_tokens"]
+    if low is not None and high is not None and low > high:
+        return f"data.filters.min_tokens: {low} is larger than data.filters.max_tokens ({high})"
+    return None
+
+
+# Cross-key rules of one section (what a JSON schema cannot state): checked for a study config and for the same
+# section given to the library (`settings_for`), with one message, key path first.
+SECTION_RULES: dict[str, Callable[[Mapping[str, Any]], str | None]] = {"data.filters": _filter_bounds}
+
+
 def _check_semantics(config: Mapping[str, Any], source: str) -> None:
     """Cross-key rules a schema cannot state."""
 
     def fail(message: str) -> None:
         raise QuagmireError(f"config error in {source}: {message}")
+
+    for path, rule in SECTION_RULES.items():
+        section: Any = config
+        for part in path.split("."):
+            section = section[part]
+        problem = rule(section)
+        if problem:
+            fail(problem)
 
     data, real = config["data"], config["eval"]["benchmarks"]
     world = config["world"]["benchmarks"] if data["source"] == "world" else {}

@@ -356,7 +356,6 @@ def render_figure(
     labels: Mapping[str, str] | None = None,
 ) -> Path:
     """Read every study's predictors.csv and save the comparison figure to `out`: the CLI's entry point."""
-    # the study's `plots:` section may come whole; its list of per-study figures does not concern this one
-    settings = plots.PlotSettings.from_config({k: v for k, v in (settings_dict or {}).items() if k != "figures"})
+    settings = plots.PlotSettings.from_config(settings_dict)  # a whole `plots:` section; its `figures` are per study
     _check_labels(labels, [name for name, _ in studies])
     return plots.save_figure(predictor_bars(paper_table(studies), settings, labels), out, settings)

@@ -25,6 +25,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from quagmire.analysis import predictors, tables
+from quagmire.config import settings_for
 from quagmire.errors import QuagmireError
 from quagmire.io import atomic_path
 
@@ -39,52 +40,35 @@ PREDICTOR_LABELS = {
 LEVEL_LABELS = {"dataset": "dataset-level runs", "instance": "instance-level runs", "all": "all runs"}
 STAGE_LABELS = {"base": "base model (no training)", "sft": "after SFT", "rl": "after RL"}
 _SAME_FORMAT = {"jpg": "jpeg", "tif": "tiff"}
+PLOTS_SECTION = "plots"  # the config section of the plot settings; its schema holds every default and rule
 
 
 @dataclasses.dataclass(frozen=True)
 class PlotSettings:
-    """How figures are rendered; `width` and `height` are the size of one panel in inches."""
+    """How figures are rendered; `width` and `height` are the size of one panel in inches.
 
-    dpi: int = 120
-    format: str = "png"
-    width: float = 6.0
-    height: float = 4.0
-    style: str = "default"
+    No defaults and no checks here: `from_config` takes both from the config schema's `plots` section, the one
+    place they live (a study config arrives filled and checked; a library call is filled and checked the same way).
+    """
+
+    dpi: int
+    format: str
+    width: float
+    height: float
+    style: str
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any] | None) -> PlotSettings:
-        """Settings from the config's plot section; unknown keys and bad values fail here, not mid-plot."""
-        config = dict(config or {})
-        known = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(config) - set(known), key=str)
-        if unknown:
-            raise QuagmireError(
-                f"plot settings: unknown key(s) {', '.join(repr(k) for k in unknown)} "
-                f"(known: {', '.join(known)})"
-            )
-        return cls(**config)
-
-    def __post_init__(self) -> None:
-        """Raise a QuagmireError naming the first setting that matplotlib could not honour."""
-        if isinstance(self.dpi, bool) or not isinstance(self.dpi, int) or self.dpi <= 0:
-            raise QuagmireError(f"plot settings: dpi must be a positive integer (got {self.dpi!r})")
-        formats = FigureCanvasAgg.get_supported_filetypes()
-        if not isinstance(self.format, str) or self.format not in formats:
-            raise QuagmireError(
-                f"plot settings: format must be one of {', '.join(sorted(formats))} (got {self.format!r})"
-            )
-        for name in ("width", "height"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-                raise QuagmireError(
-                    f"plot settings: {name} must be a positive number of inches (got {value!r})"
-                )
+    def from_config(cls, config: Mapping[str, Any] | None, where: str = "plot settings") -> PlotSettings:
+        """Settings from a `plots` section (the per-study `figures` list is not a rendering setting); a bad key or
+        value fails here, not mid-plot, naming it as a config file would (`plots.dpi: ...`)."""
+        settings = settings_for(PLOTS_SECTION, config, where)
         styles = {"default", *matplotlib.style.available}
-        if self.style not in styles:
+        if settings["style"] not in styles:  # what matplotlib has installed: the schema cannot know
             raise QuagmireError(
-                f"plot settings: style {self.style!r} is not a matplotlib style "
+                f"config error in {where}: {PLOTS_SECTION}.style: {settings['style']!r} is not a matplotlib style "
                 "(e.g. default, ggplot, seaborn-v0_8)"
             )
+        return cls(**{field.name: settings[field.name] for field in dataclasses.fields(cls)})
 
 
 FigureFunction = Callable[[pd.DataFrame, pd.DataFrame, PlotSettings], Figure]

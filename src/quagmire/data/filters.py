@@ -21,7 +21,6 @@ The steps, in order (each one sees only the rows the previous one kept):
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import os
 from collections import Counter
@@ -32,27 +31,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from quagmire.config import section_schema, settings_for
 from quagmire.data.sources import KIND_RL, KIND_SFT, KINDS, SCHEMA
 from quagmire.data.text import canonical, clean_text, dedup_key, grams, key_of_canonical, words_of_canonical
 from quagmire.errors import QuagmireError
 from quagmire.io import write_json, write_parquet
 from quagmire.provenance import file_record, package_versions
 from quagmire.verify_pool import GOLD_INVALID, TIMEOUT, GradingPool
-
-# The one place the filter defaults live; the config schema mirrors it.
-DEFAULT_FILTERS: dict[str, Any] = {
-    "dedup": True,  # exact, then normalized (dedup_key) duplicates of prompt+response
-    "gold_parses": True,  # drop rows whose gold answer math-verify cannot parse
-    "gold_timeout_s": 5.0,  # seconds one distinct gold may take to parse before it is dropped as gold_timeout
-    "gold_workers": 1,  # math-verify worker processes for the gold check
-    "decontaminate": {
-        "n": 13,  # words per n-gram (a benchmark prompt shorter than n words is one n-gram of its own length)
-        "threshold": 0.5,  # drop when >= this share of a benchmark problem's n-grams are in the prompt (0: any)
-        "min_words": 8,  # benchmark prompts with fewer words are matched only by identical normalized text
-    },
-    "min_tokens": 1,  # response length bounds in tokens of the study's tokenizer; null for no bound
-    "max_tokens": 4096,
-}
 
 STEPS = ("dedup", "gold_parses", "decontaminate", "length")
 AUDIT_COLUMNS = ("problem_id", "source_row", "step", "kept", "reason", "detail")
@@ -63,59 +48,21 @@ Drop = tuple[str, str | None]  # (reason, detail) for one dropped row; None in a
 # --------------------------------------------------------------------------- settings
 
 
-def resolve_filters(settings: Mapping[str, Any] | None) -> dict[str, Any]:
-    """`DEFAULT_FILTERS` overlaid with `settings`, checked; `decontaminate` false/null disables that step."""
-    resolved = copy.deepcopy(DEFAULT_FILTERS)
-    settings = dict(settings or {})
-    unknown = sorted(set(settings) - set(DEFAULT_FILTERS))
-    if unknown:
-        raise QuagmireError(f"filters: unknown setting(s) {unknown}; allowed: {sorted(DEFAULT_FILTERS)}")
-    decontaminate = settings.pop("decontaminate", True)
-    resolved.update(settings)
-    if decontaminate is None or decontaminate is False:
+FILTERS_SECTION = "data.filters"  # the config section these settings are; its schema holds every default
+
+
+def resolve_filters(settings: Mapping[str, Any] | None, where: str = "filter settings") -> dict[str, Any]:
+    """The `data.filters` section as the steps use it: `settings` checked and filled by the config schema (the one
+    place the defaults and rules live), in the schema's key order; `decontaminate` null becomes false (off).
+
+    Files record these settings as key-sorted JSON, so the order only makes logs and reprs read like the schema.
+    """
+    resolved = settings_for(FILTERS_SECTION, settings, where)
+    order = list(section_schema(FILTERS_SECTION)["properties"])
+    resolved = {key: resolved[key] for key in order if key in resolved}
+    if resolved["decontaminate"] is None:
         resolved["decontaminate"] = False
-    elif decontaminate is not True:
-        if not isinstance(decontaminate, Mapping):
-            raise QuagmireError(f"filters.decontaminate must be a mapping, true or false (got {decontaminate!r})")
-        allowed = sorted(DEFAULT_FILTERS["decontaminate"])
-        extra = sorted(set(decontaminate) - set(allowed))
-        if extra:
-            raise QuagmireError(f"filters.decontaminate: unknown setting(s) {extra}; allowed: {allowed}")
-        resolved["decontaminate"].update(decontaminate)
-    _check_settings(resolved)
     return resolved
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _check_settings(s: Mapping[str, Any]) -> None:
-    """Fail on a setting of the wrong type or range, naming it and what it got."""
-    for key in ("dedup", "gold_parses"):
-        if not isinstance(s[key], bool):
-            raise QuagmireError(f"filters.{key} must be true or false (got {s[key]!r})")
-    if isinstance(s["gold_timeout_s"], bool) or not isinstance(s["gold_timeout_s"], (int, float)):
-        raise QuagmireError(f"filters.gold_timeout_s must be a number of seconds (got {s['gold_timeout_s']!r})")
-    if not s["gold_timeout_s"] > 0:
-        raise QuagmireError(f"filters.gold_timeout_s must be positive (got {s['gold_timeout_s']!r})")
-    if not _is_int(s["gold_workers"]) or s["gold_workers"] < 1:
-        raise QuagmireError(f"filters.gold_workers must be a positive integer (got {s['gold_workers']!r})")
-    for key in ("min_tokens", "max_tokens"):
-        if s[key] is not None and (not _is_int(s[key]) or s[key] < 0):
-            raise QuagmireError(f"filters.{key} must be a non-negative integer or null (got {s[key]!r})")
-    if s["min_tokens"] is not None and s["max_tokens"] is not None and s["min_tokens"] > s["max_tokens"]:
-        raise QuagmireError(f"filters.min_tokens ({s['min_tokens']}) exceeds filters.max_tokens ({s['max_tokens']})")
-    decontaminate = s["decontaminate"]
-    if decontaminate:
-        for key in ("n", "min_words"):
-            if not _is_int(decontaminate[key]) or decontaminate[key] < 1:
-                raise QuagmireError(
-                    f"filters.decontaminate.{key} must be a positive integer (got {decontaminate[key]!r})"
-                )
-        threshold = decontaminate["threshold"]
-        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
-            raise QuagmireError(f"filters.decontaminate.threshold must be a number in [0, 1] (got {threshold!r})")
 
 
 # --------------------------------------------------------------------------- step 1: dedup
@@ -201,7 +148,7 @@ class NgramIndex:
     identical `dedup_key`, since a few common words prove nothing.
     """
 
-    def __init__(self, benchmarks: Mapping[str, pd.DataFrame], n: int = 13, min_words: int = 8) -> None:
+    def __init__(self, benchmarks: Mapping[str, pd.DataFrame], n: int, min_words: int) -> None:
         self.n = n
         self.min_words = min_words
         self.labels: list[tuple[str, str]] = []  # (benchmark, problem_id) per indexed problem
