@@ -7,8 +7,9 @@
 
 Rule -> env -> command comes from Snakemake itself (the DAG of a dry run through its Python API, every job forced),
 never from the .smk text, so a `conda:` that is a function of wildcards or config is seen as Snakemake resolves it.
-What a subcommand needs is found statically: the imports of its `cmd_*` function in cli.py, then every import
-(module-level or inside a function) of every quagmire module those reach, transitively. That over-approximates a
+What a subcommand needs is found statically: the imports of its target (the one library function cli.COMMANDS
+names for it, with its module's top level and the module's functions it calls), then every import (module-level
+or inside a function) of every quagmire module those reach, transitively. That over-approximates a
 lazy import on a path the rule never takes; the exceptions are explicit in GATED (vllm, deepspeed: decided by the
 job's own settings). Import names map to distributions through the installed metadata of this interpreter, and
 an env provides a distribution when it pins it or when a pinned distribution requires it (installed metadata).
@@ -140,15 +141,13 @@ def option(args: list[str], name: str) -> str | None:
 
 
 def cli_functions() -> dict[str, str]:
-    """Subcommand -> name of its function in cli.py, from the real parser."""
+    """Subcommand -> its target ("module:function", the one library function it calls), from cli.COMMANDS."""
     sys.path.insert(0, str(SRC))
     try:
-        from quagmire.cli import build_parser
+        from quagmire.cli import COMMANDS
     finally:
         sys.path.remove(str(SRC))
-    parser = build_parser()
-    (sub,) = [a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction"]
-    return {name: p.get_default("func").__name__ for name, p in sub.choices.items()}
+    return {command.name: command.target for command in COMMANDS}
 
 
 def _module_file(module: str) -> Path | None:
@@ -232,18 +231,44 @@ def _module_imports(module: str) -> tuple[Import, ...]:
     return (*_imports(tree, rel, package), *_implicit(tree, rel))
 
 
-def command_imports(function: str) -> dict[str, list[str]]:
-    """Third-party top-level import name -> where, for the cli.py function `function` and what it reaches.
-
-    cli.py itself counts with its module-level statements and this one function only: the other subcommands'
-    function-level imports do not run.
+def _function_nodes(module: str, function: str) -> list[ast.AST]:
+    """What importing `module` and calling `function` runs of the module's own code: its statements other than
+    function definitions (class bodies included), the function, and the module's functions it names, transitively.
     """
-    cli = SRC / "quagmire" / "cli.py"
-    tree = ast.parse(cli.read_text())
-    (fn,) = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == function]
-    top_level = [n for n in tree.body if not isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
-    found = [imp for node in [*top_level, fn] for imp in _imports(node, "quagmire/cli.py", "quagmire")]
-    found += [*_implicit(fn, "quagmire/cli.py"), *_module_imports("quagmire.__main__")]
+    tree = ast.parse(_module_file(module).read_text())
+    functions = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)}
+    if function not in functions:
+        raise LookupError(f"{module} has no function {function!r}")
+    nodes = [n for n in tree.body if not isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
+    todo, done = [function], set()
+    while todo:
+        name = todo.pop()
+        if name in done:
+            continue
+        done.add(name)
+        nodes.append(functions[name])
+        todo += [n.id for n in ast.walk(functions[name]) if isinstance(n, ast.Name) and n.id in functions]
+    return nodes
+
+
+def command_imports(target: str) -> dict[str, list[str]]:
+    """Third-party top-level import name -> where, for a subcommand's target "module:function" and what it reaches.
+
+    cli.py counts with its module-level statements (its imports of a target are lazy); the target's module with its
+    module-level statements, the target and the module's functions that it calls; every other quagmire module
+    reached, whole. The target module's other functions' lazy imports do not run.
+    """
+    module, _, function = target.partition(":")
+    path = _module_file(module)
+    rel = str(path.relative_to(SRC))
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    cli = ast.parse((SRC / "quagmire" / "cli.py").read_text())
+    found = [imp for node in cli.body if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+             for imp in _imports(node, "quagmire/cli.py", "quagmire")]
+    found += _module_imports("quagmire.__main__")
+    found.append(Import(package, rel))  # importing the target's module runs its packages' __init__ first
+    for node in _function_nodes(module, function):
+        found += [*_imports(node, rel, package), *_implicit(node, rel)]
     seen = {"quagmire.cli", "quagmire.__main__"}
     third: dict[str, list[str]] = {}
     while found:
@@ -255,11 +280,11 @@ def command_imports(function: str) -> dict[str, list[str]]:
             continue
         parts = imp.module.split(".")
         for n in range(1, len(parts) + 1):  # importing a.b.c runs a/__init__ and a/b/__init__ first
-            module = ".".join(parts[:n])
-            if module in seen or _module_file(module) is None:
+            name = ".".join(parts[:n])
+            if name in seen or _module_file(name) is None:
                 continue
-            seen.add(module)
-            found += _module_imports(module)
+            seen.add(name)
+            found += _module_imports(name)  # a module another one imports counts whole (the target's too)
     return {name: sorted(set(where)) for name, where in sorted(third.items())}
 
 

@@ -2,36 +2,26 @@
 
 from __future__ import annotations
 
+import inspect
 import json
+import re
+import subprocess
+import sys
+import types
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from quagmire.cli import build_parser, main
+from quagmire.cli import COMMANDS, COMMANDS_BY_NAME, build_parser, main
 from quagmire.config import load_config
 from quagmire.hf import load_tokenizer
 from quagmire.io import read_json
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = (
-    "world",
-    "world-benchmark",
-    "subset",
-    "tokenizer",
-    "pretrain",
-    "sft",
-    "grpo",
-    "sample",
-    "grade",
-    "score",
-    "genloss",
-    "recipes",
-    "table",
-    "predictors",
-    "plot",
-    "check-config",
-)
+# Subcommands a user runs by hand; every other one is called by some rule (test_every_command_is_called_by_a_rule).
+USER_FACING = {"check-config", "plan"}
+RULE_CALL = re.compile(r"""(?:^|[\s"'(;&|])quagmire\s+([a-z][a-z-]*)""")
 
 
 def _error_lines(capsys) -> list[str]:
@@ -81,7 +71,7 @@ def test_check_config_on_a_missing_file_exits_2(tmp_path, capsys):
 
 def test_score_with_a_malformed_grades_argument_exits_2_with_a_clear_message(tmp_path, capsys):
     out = tmp_path / "metrics.json"
-    assert main(["score", "--grades", "nonsense", "--out", str(out)]) == 2
+    assert main(["score", "--grades", "nonsense", "--out", str(out), "--extra-ks", "--bootstrap", "10"]) == 2
     (line,) = _error_lines(capsys)
     assert "--grades" in line
     assert "NAME=PATH" in line
@@ -105,15 +95,98 @@ def test_bad_settings_json_exits_2_with_a_clear_message(settings, message, tmp_p
     assert not (tmp_path / "data").exists()
 
 
-def test_parser_lists_every_stage_subcommand():
+def test_the_command_table_has_unique_names_and_targets_of_the_form_module_function():
+    assert len(COMMANDS_BY_NAME) == len(COMMANDS)
+    for command in COMMANDS:
+        module, sep, function = command.target.partition(":")
+        assert sep and module.startswith("quagmire.") and function.isidentifier(), command.target
+        assert len(set(command.keywords)) == len(command.keywords), f"{command.name}: a keyword given twice"
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: c.name)
+def test_every_command_has_a_working_help(command):
     parser = build_parser()
-    help_text = parser.format_help()
-    for stage in STAGES:
-        assert stage in help_text, stage
-    for stage in STAGES:
-        with pytest.raises(SystemExit) as info:
-            parser.parse_args([stage, "--help"])
-        assert info.value.code == 0, stage
+    assert command.name in parser.format_help()
+    with pytest.raises(SystemExit) as info:
+        parser.parse_args([command.name, "--help"])
+    assert info.value.code == 0
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: c.name)
+def test_every_command_target_takes_exactly_the_keywords_the_table_passes(command):
+    signature = inspect.signature(command.function())
+    kinds = {p.kind for p in signature.parameters.values()}
+    assert not kinds & {inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL}, command.target
+    assert set(signature.parameters) == set(command.keywords), command.target
+    signature.bind(**dict.fromkeys(command.keywords))  # and no parameter is positional-only
+
+
+def _rule_commands() -> set[str]:
+    """The subcommands in the rules' shell commands (comments skipped)."""
+    found = set()
+    for path in sorted((ROOT / "rules").glob("*.smk")):
+        for line in path.read_text().splitlines():
+            found.update(RULE_CALL.findall(line.split("#", 1)[0]))
+    return found
+
+
+def test_every_command_is_called_by_a_rule_or_is_user_facing():
+    called = _rule_commands()
+    assert called - set(COMMANDS_BY_NAME) == set(), "a rule calls a subcommand that does not exist"
+    assert set(COMMANDS_BY_NAME) - called == USER_FACING, "a subcommand no rule calls, or a user-facing one a rule does"
+    assert {"world", "grade", "sft", "grpo", "paper-figure"} <= called  # the parse finds them
+
+
+def test_a_command_imports_its_target_only_when_it_runs_and_score_never_loads_torch(tmp_path):
+    grades = pd.DataFrame({"problem_id": ["p1", "p1", "p2", "p2"], "sample_idx": [0, 1, 0, 1],
+                           "extracted": ["1", "2", "3", "3"], "status": ["correct", "incorrect", "correct", "correct"],
+                           "correct": [True, False, True, True]})
+    grades.to_parquet(tmp_path / "g.parquet")
+    out = tmp_path / "metrics.json"
+    code = (
+        "import sys\n"
+        "from quagmire.cli import main\n"
+        "assert not any(m.startswith('quagmire.eval') for m in sys.modules), 'cli imports a target eagerly'\n"
+        f"assert main(['score', '--grades', 'b={tmp_path / 'g.parquet'}', '--out', {str(out)!r}, "
+        "'--extra-ks', '--bootstrap', '10']) == 0\n"
+        "watched = ('torch', 'matplotlib', 'transformers', 'quagmire.eval.metrics')\n"
+        "print(sorted(m for m in watched if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[-1] == "['quagmire.eval.metrics']"
+    assert read_json(out)["macro"]["avg@2"] == pytest.approx(0.75)
+
+
+@pytest.fixture
+def fake_trainers(monkeypatch):
+    """quagmire.train.sft / .grpo replaced by recorders (no torch, no training)."""
+    calls = []
+    for name, function in (("sft", "train_sft"), ("grpo", "train_grpo")):
+        module = types.ModuleType(f"quagmire.train.{name}")
+
+        def record(*args, _name=function, **kwargs):
+            calls.append((_name, args, kwargs))
+
+        setattr(module, function, record)
+        monkeypatch.setitem(sys.modules, f"quagmire.train.{name}", module)
+    return calls
+
+
+def test_sft_and_grpo_pass_only_the_operational_knobs_given(fake_trainers, tmp_path):
+    settings = '{"lr": 0.1}'
+    sft = ["sft", "--base", "b", "--data", "d", "--settings", settings, "--out", "o", "--save-steps", "5",
+           "--threads", "3", "--gpus", "1", "--sharding", "fsdp"]
+    grpo = ["grpo", "--model", "m", "--prompts", "p", "--settings", settings, "--out", "o",
+            "--vllm-gpu-memory", "0.3", "--sharding", "zero3"]
+    assert main(sft) == 0 and main(grpo) == 0
+    assert fake_trainers == [
+        ("train_sft", (Path("b"), Path("d"), Path("o"), {"lr": 0.1}), {"threads": 3, "operational": {"save_steps": 5}}),
+        ("train_grpo", (Path("m"), Path("p"), Path("o"), {"lr": 0.1}),
+         {"threads": 1, "operational": {"vllm_gpu_memory_utilization": 0.3}}),
+    ]
+    args = build_parser().parse_args(sft)
+    assert COMMANDS_BY_NAME["sft"].kwargs(args, sft)["argv"] == sft  # what a multi-GPU job re-executes
 
 
 def test_an_unknown_subcommand_is_rejected():
@@ -221,6 +294,8 @@ def test_subset_with_an_unknown_strategy_exits_2(tmp_path, capsys):
                 "median",
                 "--n",
                 "4",
+                "--seed",
+                "0",
                 "--out",
                 str(out),
             ]

@@ -104,7 +104,8 @@ def test_an_editable_or_path_line_is_a_problem(tmp_path: Path) -> None:
 
 def test_command_imports_follow_function_level_and_transitive_imports() -> None:
     functions = check_envs.cli_functions()
-    assert functions["grade"] == "cmd_grade" and functions["base-model"] == "cmd_base_model"
+    assert functions["grade"] == "quagmire.eval.grading:grade_to_file"
+    assert functions["base-model"] == "quagmire.train.base_model:fetch_base"
     filt = check_envs.command_imports(functions["filter"])
     assert "transformers" in filt and "datasets" in filt  # length filter's tokenizer; hub sources (lazy imports)
     assert any("quagmire/hf.py" in where for where in filt["transformers"])
@@ -113,6 +114,10 @@ def test_command_imports_follow_function_level_and_transitive_imports() -> None:
     recipes = check_envs.command_imports(functions["recipes"])
     assert "torch" not in recipes and "matplotlib" not in recipes  # other subcommands' imports do not count
     assert "vllm" in check_envs.command_imports(functions["sample"])
+    assert "scipy" in check_envs.command_imports(functions["predictors"])  # reached through the target's module
+    sft = check_envs.command_imports(functions["sft"])  # run_sft, not run_grpo, of quagmire.train.launch
+    assert "trl" in sft and "math_verify" not in sft
+    assert "math_verify" in check_envs.command_imports(functions["grpo"])
 
 
 def test_quagmire_calls_are_read_from_the_shell_command() -> None:

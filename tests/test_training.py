@@ -351,7 +351,7 @@ def test_killed_two_process_sft_resumes_and_matches_one_process(
     checkpoint = partial_dir(out) / TRAINER_SCRATCH / "checkpoint-2"
     assert {"rng_state_0.pth", "rng_state_1.pth"} <= {p.name for p in checkpoint.iterdir()}, "one RNG state a rank"
     command = ["-m", "quagmire.cli", "sft", "--base", str(tiny_base), "--data", str(sft_data)]
-    command += ["--settings", json.dumps(settings), "--out", str(out)]
+    command += ["--settings", json.dumps(settings), "--out", str(out), "--sharding", "fsdp"]
     done = subprocess.run([*TORCHRUN, *command], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "resuming from step 2" in done.stderr

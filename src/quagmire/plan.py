@@ -365,3 +365,20 @@ def format_plan(plan: Plan) -> str:
         lines.append(f"local rules run on the submitting host and are not counted: {', '.join(local)}.")
     lines.extend(plan.notes)
     return "\n".join(lines)
+
+
+def print_plan(
+    config: str | Path,
+    targets: Sequence[str] = (),
+    directory: str | Path | None = None,
+    all_jobs: bool = False,
+    snakefile: str | Path | None = None,
+    as_json: bool = False,
+) -> Plan:
+    """Plan the workflow (`plan_workflow`) and print it as a table, or as JSON: `quagmire plan`, for a user before
+    submitting."""
+    import json
+
+    plan = plan_workflow(config, targets, directory, all_jobs, snakefile)
+    print(json.dumps(plan.to_dict(), indent=2) if as_json else format_plan(plan))
+    return plan

@@ -15,7 +15,16 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from quagmire.config import deep_merge, filled, load_schema, paper_schema, read_yaml_mapping, validate_config
+from quagmire.config import (
+    REPO,
+    deep_merge,
+    filled,
+    load_schema,
+    paper_schema,
+    read_yaml_mapping,
+    unpinned_hub_inputs,
+    validate_config,
+)
 from quagmire.errors import QuagmireError
 
 RESULTS = "results"
@@ -195,3 +204,19 @@ def _check_benchmark_kinds(run: Run, source: str) -> None:
                     f"config error in {source}: benchmark name {name!r} is a world benchmark in study "
                     f"{world[name]!r} and a registry benchmark (eval.benchmarks) in study {study.name!r}; rename one"
                 )
+
+
+def check_config(config: str | Path) -> Run:
+    """Validate a study or paper config file and print what it holds and which hub inputs still need a pinned
+    revision (a dry run does not read them): `quagmire check-config`, for a user before a run."""
+    run = load_run(read_yaml_mapping(config), source=str(config), search=[REPO])
+    if run.paper is not None:
+        print(f"{config}: valid paper config '{run.paper}' ({len(run.studies)} studies)")
+    for name, study in run.studies.items():
+        print(f"  study '{name}': valid ({len(study.recipes)} SFT recipes)" if run.paper else
+              f"{config}: valid ({len(study.recipes)} SFT recipes, study '{name}')")
+        unpinned = unpinned_hub_inputs(study.config)
+        if unpinned:
+            print(f"  not yet runnable: pin a hub revision (40-hex commit) or give a local path for "
+                  f"{', '.join(unpinned)}")
+    return run

@@ -7,6 +7,7 @@ deterministic: a rerun on the same inputs writes byte-identical CSV, Markdown an
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -21,6 +22,8 @@ from matplotlib.figure import Figure
 from quagmire.analysis import plots, predictors, tables
 from quagmire.errors import QuagmireError
 from quagmire.io import atomic_path
+
+log = logging.getLogger(__name__)
 
 BASELINE = "post_sft"
 QUALITY_COLUMNS = (
@@ -257,6 +260,7 @@ def write_tables(
     write_table_csv(table, out_csv)
     with atomic_path(out_md) as tmp:
         tmp.write_text(markdown_tables(table, labels), encoding="utf-8")
+    log.info("paper tables: %d rows from %d studies", len(table), len(studies))
     return table
 
 

@@ -7,8 +7,10 @@ RL from it. Everything here reads the tidy table and the recipes table (`quagmir
 
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -23,8 +25,12 @@ from quagmire.analysis.tables import (
     macro_metric,
     normalize_recipes,
     pass_ks,
+    read_recipes,
+    read_tidy,
 )
 from quagmire.errors import QuagmireError
+
+log = logging.getLogger(__name__)
 
 PREDICTORS = ("post_sft", "neg_genloss", "pass_at_k_large", "avg_both")
 LEVELS = ("dataset", "instance", "all")
@@ -262,3 +268,27 @@ def passk_correlation_sweep(tidy: pd.DataFrame, recipes: pd.DataFrame, *, level:
         spearman, pearson = _correlations(x, y)
         rows.append({"k": k, "spearman": spearman, "pearson": pearson, "n_runs": int(x.size)})
     return pd.DataFrame(rows, columns=["k", "spearman", "pearson", "n_runs"])
+
+
+def predictors_to_file(
+    tidy: str | os.PathLike[str],
+    recipes: str | os.PathLike[str],
+    settings: Mapping[str, Any],
+    values: str | os.PathLike[str],
+    sweep: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+) -> pd.DataFrame:
+    """Predictor values, their quality and the pass@k sweep from the tidy and recipes tables, each written as CSV:
+    the `quagmire predictors` step of the DAG. `settings` is the study's `analysis` section plus its `seed`."""
+    from quagmire.io import atomic_path
+
+    tidy_frame, recipes_frame = read_tidy(tidy), read_recipes(recipes)
+    value_frame = predictor_values(tidy_frame, recipes_frame, k_large=settings.get("k_large"))
+    quality = predictor_quality(value_frame, n_splits=settings.get("n_splits", 200), seed=settings.get("seed", 0))
+    sweep_frame = passk_correlation_sweep(tidy_frame, recipes_frame)
+    for frame, path in ((value_frame, values), (quality, out), (sweep_frame, sweep)):
+        with atomic_path(path) as tmp:
+            frame.to_csv(tmp, index=False)
+    with_rl = quality[quality["level"] == "all"]
+    log.info("predictor quality (all runs):\n%s", with_rl.to_string(index=False))
+    return quality

@@ -6,7 +6,9 @@ a sample file, and re-plotting costs no GPU time.
 
 from __future__ import annotations
 
+import logging
 import math
+import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -16,6 +18,8 @@ import numpy as np
 import pandas as pd
 
 from quagmire.errors import QuagmireError
+
+log = logging.getLogger(__name__)
 
 TIDY_COLUMNS = ("run", "stage", "benchmark", "metric", "value")
 STAGES = ("base", "sft", "rl")
@@ -239,3 +243,51 @@ def read_flag(value: Any, where: str) -> bool:
     if text in _FALSE_STRINGS:
         return False
     raise QuagmireError(f"{where} must be true or false (got {value!r})")
+
+
+# ------------------------------------------------------------------------------ the DAG's table steps (CLI)
+
+
+def recipes_to_file(recipes: Mapping[str, Mapping[str, Any]], out: str | os.PathLike[str]) -> pd.DataFrame:
+    """Write the recipes table (one row per SFT recipe, in config order) from the resolved recipes: the
+    `quagmire recipes` step of the DAG."""
+    from quagmire.io import atomic_path
+
+    rows = [
+        {
+            "run": name,
+            "subset": r["subset"],
+            "n_unique": r["n"],
+            "epochs": r["epochs"],
+            "lr": r["lr"],
+            "dataset_level": r["dataset_level"],
+            "instance_level": r["instance_level"],
+        }
+        for name, r in recipes.items()
+    ]
+    frame = pd.DataFrame(rows)
+    with atomic_path(out) as tmp:
+        frame.to_csv(tmp, index=False)
+    return frame
+
+
+def tidy_to_file(
+    evals: Sequence[tuple[str, str | os.PathLike[str]]],
+    genlosses: Sequence[tuple[str, str | os.PathLike[str]]],
+    out: str | os.PathLike[str],
+) -> pd.DataFrame:
+    """Collect the metrics files (keyed STAGE:RUN) and generalization-loss files (keyed RUN) into the tidy table
+    and write it: the `quagmire table` step of the DAG."""
+    from quagmire.io import atomic_path, read_json
+
+    entries = []
+    for key, path in evals:
+        stage, sep, run = key.partition(":")
+        if not sep:
+            raise QuagmireError(f"--eval key must be STAGE:RUN (got {key!r})")
+        entries.append((run, stage, read_json(path)))
+    tidy = tidy_table(entries, [(run, read_json(path)) for run, path in genlosses])
+    with atomic_path(out) as tmp:
+        tidy.to_csv(tmp, index=False)
+    log.info("tidy table: %d rows", len(tidy))
+    return tidy

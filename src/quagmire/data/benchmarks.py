@@ -350,3 +350,15 @@ def load_benchmark(
 
 
 write_benchmark = write_with_manifest  # the frame, with its manifest in the metadata and beside it
+
+
+def benchmark_to_file(name: str, settings: Mapping[str, Any], out: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read and normalize the benchmark `name` as its `eval.benchmarks` config entry says and write it with its
+    manifest: the `quagmire benchmark` step of the DAG."""
+    import logging
+
+    spec = spec_from_config(name, settings)
+    frame, manifest = load_benchmark(spec)
+    write_benchmark(frame, manifest, out)
+    logging.getLogger(__name__).info("benchmark %s: %d problems (%s)", name, len(frame), manifest["rows"])
+    return manifest

@@ -464,3 +464,29 @@ def filter_files(
         out_parquet, audit_parquet, manifest_json, clean, audit, summary,
         inputs=[*raw, *benchmarks.values()], source=source,
     )
+
+
+def filter_to_file(
+    raw: Sequence[str | os.PathLike[str]],
+    benchmarks: Mapping[str, str | os.PathLike[str]],
+    tokenizer: str | os.PathLike[str],
+    settings: Mapping[str, Any],
+    workers: int | None,
+    out: str | os.PathLike[str],
+    audit: str | os.PathLike[str],
+    manifest: str | os.PathLike[str],
+) -> dict[str, Any]:
+    """`filter_files` with the job's thread count as the gold check's workers: the `quagmire filter` step of the DAG.
+
+    `workers` (when given) overrides `settings["gold_workers"]`: it is operational, how fast the check runs, and
+    the rule passes the job's threads, which Snakemake may scale down to the cores it has.
+    """
+    import logging
+
+    settings = dict(settings)
+    if workers is not None:
+        settings["gold_workers"] = workers
+    written = filter_files(raw, benchmarks, tokenizer, settings, out, audit, manifest)
+    for step in written["steps"]:
+        logging.getLogger(__name__).info("filter %s", step)
+    return written

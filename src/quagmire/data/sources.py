@@ -347,3 +347,15 @@ def load_source(
 
 
 write_source = write_with_manifest  # the frame, with its manifest in the metadata and beside it
+
+
+def source_to_file(kind: str, settings: Mapping[str, Any], where: str, out: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read the training source named by its `data.sft` / `data.rl` config entry (`where` names that entry in error
+    messages) and write it in the shared schema with its manifest: the `quagmire source` step of the DAG."""
+    import logging
+
+    spec = source_from_config(settings, kind, where)
+    frame, manifest = load_source(spec)
+    write_source(frame, manifest, out)
+    logging.getLogger(__name__).info("source %s: %s", spec.name, manifest["rows"])
+    return manifest

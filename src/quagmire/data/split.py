@@ -6,6 +6,7 @@ measured on problems SFT never saw, even when a source lists one problem twice w
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 from typing import Any
@@ -17,6 +18,8 @@ from quagmire.data.text import dedup_key
 from quagmire.errors import QuagmireError
 from quagmire.io import write_parquet
 from quagmire.provenance import file_record
+
+log = logging.getLogger(__name__)
 
 
 def _prompt_groups(frame: pd.DataFrame) -> list[list[int]]:
@@ -78,4 +81,5 @@ def split_files(
     record = {"from": file_record(clean), "seed": seed, "heldout_size": len(heldout), "pool_size": len(pool)}
     write_parquet(pool_out, pool, metadata={"split": "pool", **record})
     write_parquet(heldout_out, heldout, metadata={"split": "heldout", **record})
+    log.info("held-out split: %d rows; SFT pool: %d rows", record["heldout_size"], record["pool_size"])
     return record

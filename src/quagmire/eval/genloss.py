@@ -12,7 +12,9 @@ analysis of *where* a lower held-out loss comes from.
 
 from __future__ import annotations
 
+import logging
 import math
+import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +24,8 @@ import pandas as pd
 
 from quagmire.errors import QuagmireError
 from quagmire.hf import has_chat_template, load_tokenizer
+
+log = logging.getLogger(__name__)
 
 DEFINITION = (
     "mean per-token negative log-likelihood (nats) of the completion tokens (response + EOS, or the assistant "
@@ -211,3 +215,21 @@ def held_out_loss(
         "model": str(model_dir),
         "heldout": str(heldout),
     }
+
+
+def genloss_to_file(
+    model: str | os.PathLike[str],
+    heldout: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    max_length: int,
+    batch_size: int,
+    threads: int = 1,
+) -> dict[str, Any]:
+    """The held-out loss of the checkpoint in `model`, written as JSON: the `quagmire genloss` step of the DAG.
+    `max_length` and `batch_size` come from the study's `genloss` section."""
+    from quagmire.io import write_json
+
+    result = held_out_loss(Path(model), Path(heldout), max_length=max_length, batch_size=batch_size, threads=threads)
+    write_json(out, result)
+    log.info("generalization loss %.4f over %d tokens", result["genloss"], result["n_tokens"])
+    return result

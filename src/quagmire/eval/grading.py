@@ -6,6 +6,8 @@ the GRPO reward (`quagmire.train.rewards`) and the data filters' gold check shar
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -15,6 +17,8 @@ from quagmire.verify_pool import GradingPool
 
 if TYPE_CHECKING:
     import pandas as pd
+
+log = logging.getLogger(__name__)
 
 
 def grade_samples(
@@ -73,3 +77,27 @@ def _require_columns(frame: pd.DataFrame, columns: Sequence[str], name: str) -> 
         raise QuagmireError(
             f"{name} table lacks column(s) {', '.join(missing)} (has {', '.join(map(str, frame.columns))})"
         )
+
+
+def grade_to_file(
+    samples: str | os.PathLike[str],
+    benchmark: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    timeout: float,
+    workers: int = 1,
+) -> pd.DataFrame:
+    """Grade the samples file against the benchmark file and write the grades, with what they came from and the
+    status counts as metadata: the `quagmire grade` step of the DAG."""
+    import pandas as pd
+
+    from quagmire.io import write_parquet
+
+    grades = grade_samples(pd.read_parquet(samples), pd.read_parquet(benchmark), timeout_s=timeout, workers=workers)
+    counts = grades["status"].value_counts().to_dict()
+    write_parquet(
+        out,
+        grades,
+        metadata={"samples": samples, "benchmark": benchmark, "timeout_s": timeout, "status_counts": counts},
+    )
+    log.info("graded %d samples: %s", len(grades), counts)
+    return grades

@@ -7,7 +7,9 @@ out of every denominator and reported as a count.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import logging
+import os
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -15,6 +17,8 @@ import pandas as pd
 
 from quagmire.errors import QuagmireError
 from quagmire.verify_pool import GOLD_INVALID, STATUSES
+
+log = logging.getLogger(__name__)
 
 GRADE_COLUMNS = ("problem_id", "sample_idx", "extracted", "status", "correct")
 _SCORE_PREFIXES = ("avg@", "pass@", "maj@")  # metrics that are macro-averaged over benchmarks
@@ -201,3 +205,17 @@ def _check_grades(grades: pd.DataFrame) -> None:
     if len(duplicated):
         pid, idx = duplicated.iloc[0][["problem_id", "sample_idx"]]
         raise QuagmireError(f"grades table has problem {pid!r} sample {idx} more than once")
+
+
+def score_to_file(
+    grades: Mapping[str, str | os.PathLike[str]], out: str | os.PathLike[str], extra_ks: Sequence[int], bootstrap: int
+) -> dict[str, Any]:
+    """Score the grades files of one model (benchmark name -> file) and write the metrics JSON: the `quagmire score`
+    step of the DAG. `extra_ks` and `bootstrap` come from the study's `eval` section."""
+    from quagmire.io import write_json
+
+    per_benchmark = {name: pd.read_parquet(path) for name, path in grades.items()}
+    result = score(per_benchmark, extra_ks=extra_ks, n_boot=bootstrap)
+    write_json(out, result)
+    log.info("macro: %s", {k: round(v, 4) for k, v in result["macro"].items()})
+    return result

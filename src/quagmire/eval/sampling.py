@@ -419,3 +419,19 @@ def gather_samples(shard_files: Sequence[Path], benchmark: Path, out: Path) -> d
     write_parquet(out, samples, metadata=meta)
     log.info("gathered %d shards: %d samples of %d problems", len(shard_files), len(samples), len(problems))
     return meta
+
+
+def sample_shard_to_file(
+    model: Path,
+    benchmark: Path,
+    settings: Mapping[str, Any],
+    out: Path,
+    threads: int = 1,
+    shard: int = 0,
+    shards: int = 1,
+) -> dict[str, Any]:
+    """`sample_to_file` with the sampling settings given as the study's `eval` section: the `quagmire sample` step
+    of the DAG (the whole benchmark, or shard `shard` of `shards`)."""
+    return sample_to_file(
+        model, benchmark, out, SamplingSettings.from_config(settings), threads=threads, shard=shard, shards=shards
+    )

@@ -17,8 +17,9 @@ import logging
 import os
 import shlex
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from quagmire import REPO
 from quagmire.errors import QuagmireError
@@ -84,3 +85,60 @@ def relaunch(argv: Sequence[str], model_dir: Path, num_gpus: int, sharded: str =
     sys.stdout.flush()
     sys.stderr.flush()
     os.execvp(command[0], command)
+
+
+# ------------------------------------------------------------------------------------ the trainers' entry points
+
+
+def _operational(**knobs: Any) -> dict[str, Any]:
+    """Operational knobs given on the command line (checkpoint cadence, vLLM memory): how a run goes, not what
+    it computes, so they stay out of its settings, its resume fingerprint and its lineage. Only those given."""
+    return {key: value for key, value in knobs.items() if value is not None}
+
+
+def run_sft(
+    argv: Sequence[str],
+    base: str | os.PathLike[str],
+    data: str | os.PathLike[str],
+    settings: Mapping[str, Any],
+    out: str | os.PathLike[str],
+    sharding: str,
+    gpus: int = 0,
+    threads: int = 1,
+    save_steps: int | None = None,
+    save_total_limit: int | None = None,
+) -> dict[str, Any]:
+    """`quagmire sft`: re-execute under `accelerate launch` when `gpus` > 1 (`relaunch`, which never returns
+    then), else fine-tune here (`train_sft`). `argv` is the command line to re-execute."""
+    from quagmire.train.sft import train_sft
+
+    relaunch(argv, Path(base), gpus, sharding)
+    return train_sft(
+        Path(base), Path(data), Path(out), settings, threads=threads,
+        operational=_operational(save_steps=save_steps, save_total_limit=save_total_limit),
+    )
+
+
+def run_grpo(
+    argv: Sequence[str],
+    model: str | os.PathLike[str],
+    prompts: str | os.PathLike[str],
+    settings: Mapping[str, Any],
+    out: str | os.PathLike[str],
+    sharding: str,
+    gpus: int = 0,
+    threads: int = 1,
+    save_steps: int | None = None,
+    save_total_limit: int | None = None,
+    vllm_gpu_memory: float | None = None,
+) -> dict[str, Any]:
+    """`quagmire grpo`: re-execute under `accelerate launch` when `gpus` > 1 (`relaunch`), else run GRPO here
+    (`train_grpo`). `argv` is the command line to re-execute."""
+    from quagmire.train.grpo import train_grpo
+
+    relaunch(argv, Path(model), gpus, sharding)
+    return train_grpo(
+        Path(model), Path(prompts), Path(out), settings, threads=threads,
+        operational=_operational(save_steps=save_steps, save_total_limit=save_total_limit,
+                                 vllm_gpu_memory_utilization=vllm_gpu_memory),
+    )

@@ -11,6 +11,8 @@ audit records the check.
 
 from __future__ import annotations
 
+import logging
+import os
 import random
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,6 +23,8 @@ import pandas as pd
 from quagmire.errors import QuagmireError
 from quagmire.io import read_parquet_metadata, write_json, write_parquet
 from quagmire.world.problems import STYLES, Problem, solution, unique_problems
+
+log = logging.getLogger(__name__)
 
 POOLS = ("sft", "heldout", "rl")
 SOURCE = "embedded-world"
@@ -129,4 +133,13 @@ def write_world_benchmark(world_benchmarks: Path, name: str, out: Path) -> int:
         raise QuagmireError(f"{world_benchmarks}: no world benchmark {name!r} (it has: {known})")
     frame = rows.drop(columns="benchmark").reset_index(drop=True)
     write_parquet(out, frame, metadata=read_parquet_metadata(world_benchmarks))
+    log.info("world benchmark %s: %d problems", name, len(rows))
     return len(rows)
+
+
+def world_to_file(settings: Mapping[str, Any], out_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """Build the world from `settings` ({"world": ..., "seed": ...}) and write its pools, benchmarks and audit
+    to `out_dir`: the `quagmire world` step of the DAG."""
+    audit = write_world(build_world(settings["world"], settings["seed"]), Path(out_dir), settings)
+    log.info("world written: %s", audit["rows"])
+    return audit

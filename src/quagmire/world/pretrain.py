@@ -117,3 +117,26 @@ def save_base(model, tokenizer, out: Path, stats: dict) -> None:
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     write_json(out / "pretrain_stats.json", stats)
+
+
+def pretrain_to_file(tokenizer: str | Path, settings: dict, out: str | Path, threads: int = 1) -> dict:
+    """Build the embedded base model from `settings` ({"model": ..., "pretrain": ..., "seed": ...}), pre-train it
+    and save it with its stats and lineage to the folder `out`: the `quagmire pretrain` step of the DAG."""
+    import torch
+
+    from quagmire.hf import load_tokenizer
+    from quagmire.io import atomic_dir, write_json
+    from quagmire.provenance import lineage
+    from quagmire.world.model import TinyModelSpec, build_model, count_parameters
+
+    torch.set_num_threads(threads)
+    loaded = load_tokenizer(tokenizer)
+    model = build_model(TinyModelSpec.from_config(settings["model"]), loaded, settings["seed"])
+    pre = PretrainSettings(**settings["pretrain"], seed=settings["seed"])
+    log.info("base model: %d parameters", count_parameters(model))
+    stats = pretrain(model, loaded, pretrain_corpus(pre), pre)
+    stats["parameters"] = count_parameters(model)
+    with atomic_dir(out) as tmp:
+        save_base(model, loaded, tmp, stats)
+        write_json(tmp / "lineage.json", lineage("pretrain", parent=None, data=[], settings=settings))
+    return stats

@@ -6,6 +6,7 @@ Why character level: arithmetic is digit-by-digit, the vocabulary stays tiny (ab
 
 from __future__ import annotations
 
+import os
 import string
 
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
@@ -37,3 +38,12 @@ def build_tokenizer():  # -> transformers.PreTrainedTokenizerFast
         padding_side="left",
         model_max_length=512,
     )
+
+
+def tokenizer_to_file(out: str | os.PathLike[str]) -> None:
+    """Save the embedded world's tokenizer to the folder `out` (written whole or not at all): the
+    `quagmire tokenizer` step of the DAG."""
+    from quagmire.io import atomic_dir
+
+    with atomic_dir(out) as tmp:
+        build_tokenizer().save_pretrained(tmp)
