@@ -98,7 +98,6 @@ GET_SECTIONS = {
     "train/sft.py": ("sft.defaults",),
     "train/grpo.py": ("rl",),
     "train/runner.py": ("sft.defaults", "rl"),
-    "cli.py": ("analysis", ""),  # the predictors command: analysis.n_splits and the study seed
     "data/filters.py": ("data.filters",),
     "analysis/plots.py": ("plots",),
     "analysis/predictors.py": ("analysis", ""),
@@ -126,7 +125,8 @@ def literal_gets() -> list[tuple[str, str, Any, str]]:
     return found
 
 
-# Command-line flags whose default mirrors a schema key (cli.py is the CLI's; the rules always pass the value).
+# Command-line flags that carry a schema key's value (the rules always pass it): each is required, or its default
+# equals the schema's.
 CLI_FLAGS = {
     ("grade", "timeout"): "eval.grading_timeout_s",
     ("grade", "workers"): "eval.grading_workers",
@@ -142,13 +142,20 @@ CLI_FLAGS = {
 }
 
 
+REQUIRED = object()  # marks a flag without a default of its own
+
+
 def cli_defaults() -> list[tuple[str, Any, str]]:
     from quagmire.cli import build_parser
 
     parser = build_parser()
     commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
-    return [(f"quagmire {command} --{dest.replace('_', '-')}", commands[command].get_default(dest), path)
-            for (command, dest), path in CLI_FLAGS.items()]
+    found = []
+    for (command, dest), path in CLI_FLAGS.items():
+        action = next(a for a in commands[command]._actions if a.dest == dest)
+        value = REQUIRED if action.required else action.default
+        found.append((f"quagmire {command} --{dest.replace('_', '-')}", value, path))
+    return found
 
 
 # ------------------------------------------------------------------------------------------------ the walk
@@ -194,7 +201,6 @@ def test_every_field_of_a_settings_dataclass_is_a_schema_key() -> None:
 
 def test_a_literal_get_default_equals_the_schemas() -> None:
     found = literal_gets()
-    assert any(module == "cli.py" and key == "n_splits" for module, key, _, _ in found)  # the scan finds them
     wrong = [f"{module}: .get({key!r}, {value!r}) but the schema's {path} default is {DEFAULTS[path]!r}"
              for module, key, value, path in found if not same(value, DEFAULTS[path])]
     assert wrong == []
@@ -211,8 +217,9 @@ def test_the_scan_for_literal_gets_can_fail(monkeypatch: pytest.MonkeyPatch, tmp
 
 
 @pytest.mark.parametrize("what,value,path", cli_defaults(), ids=lambda x: x if isinstance(x, str) else None)
-def test_a_cli_flag_default_equals_the_schemas(what: str, value: Any, path: str) -> None:
-    assert same(value, DEFAULTS[path]), f"{what} defaults to {value!r}, the schema's {path} to {DEFAULTS[path]!r}"
+def test_a_cli_flag_is_required_or_defaults_to_the_schemas(what: str, value: Any, path: str) -> None:
+    assert value is REQUIRED or same(value, DEFAULTS[path]), (
+        f"{what} defaults to {value!r}, the schema's {path} to {DEFAULTS[path]!r}")
 
 
 def test_filters_and_plots_keep_no_defaults_of_their_own() -> None:

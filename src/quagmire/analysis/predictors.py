@@ -284,7 +284,7 @@ def predictors_to_file(
 
     tidy_frame, recipes_frame = read_tidy(tidy), read_recipes(recipes)
     value_frame = predictor_values(tidy_frame, recipes_frame, k_large=settings.get("k_large"))
-    quality = predictor_quality(value_frame, n_splits=settings.get("n_splits", 200), seed=settings.get("seed", 0))
+    quality = predictor_quality(value_frame, n_splits=settings["n_splits"], seed=settings["seed"])
     sweep_frame = passk_correlation_sweep(tidy_frame, recipes_frame)
     for frame, path in ((value_frame, values), (quality, out), (sweep_frame, sweep)):
         with atomic_path(path) as tmp:
