@@ -15,15 +15,14 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 from snakemake.settings.types import DeploymentMethod
 
-sys.path.insert(0, str(Path(workflow.basedir) / "src"))  # a checkout works even before `pip install -e .`
-from quagmire.config import (  # noqa: E402
-    filter_job_settings,
-    grpo_job_settings,
-    recipe_table_settings,
-    sft_checkpointing,
-    sft_job_settings,
-    subset_name,
-)
+# ==== Side effects on an environment: this is the only block in rules/ and the Snakefile that has any ==========
+# (tests/test_workflow_rules.py checks that os.environ, sys.path, PATH, PYTHONPATH and shell.prefix appear nowhere
+# else). Everything outside it is naming and wiring. It loads the run too, because (5) depends on the studies.
+#
+# (1) This Snakemake process imports quagmire from this checkout's src/: a checkout works before `pip install -e .`,
+#     and a second checkout (a worktree) plans with its own code, not the one the venv's editable install names.
+_SRC = Path(workflow.basedir).resolve() / "src"
+sys.path.insert(0, str(_SRC))
 from quagmire.errors import QuagmireError  # noqa: E402
 from quagmire.studies import load_run  # noqa: E402
 
@@ -38,26 +37,37 @@ except QuagmireError as _err:
 STUDIES = RUN.studies
 PAPER = RUN.paper  # None for a single study
 
-# ---- The environment of every job: the one block with side effects on how jobs run -------------------------
-# Every job imports quagmire from this checkout's src/ (PYTHONPATH) and `quagmire` is `python -m quagmire`, so a
-# conda env only pins third-party packages: Snakemake copies env files into .snakemake/conda/ before creating
-# them, where no relative path back to this repository would resolve. Without --use-conda, `python` is the
-# interpreter running Snakemake (the .venv of scripts/setup.sh), whatever the caller's PATH.
+# (2) Every job imports quagmire from the same src/ (PYTHONPATH) and `quagmire` is `python -m quagmire`, so a
+#     conda env only pins third-party packages: Snakemake copies env files into .snakemake/conda/ before creating
+#     them, where no relative path back to this repository would resolve.
 _job_env = (
     "set -euo pipefail; "
-    f'export PYTHONPATH="{Path(workflow.basedir).resolve() / "src"}${{PYTHONPATH:+:$PYTHONPATH}}"; '
+    f'export PYTHONPATH="{_SRC}${{PYTHONPATH:+:$PYTHONPATH}}"; '
     'quagmire() { python -m quagmire "$@"; }; '
 )
+# (3) Without --sdm conda, `python` is the interpreter running Snakemake (the .venv of scripts/setup.sh), whatever
+#     the caller's PATH.
 if DeploymentMethod.CONDA not in workflow.deployment_settings.deployment_method:
     _job_env += f'export PATH="{os.path.dirname(sys.executable)}:$PATH"; '
 shell.prefix(_job_env.replace("{", "{{").replace("}", "}}"))  # Snakemake formats the prefix
+# (4) Jobs inherit this process's environment: no tokenizers thread pool in jobs that later fork worker
+#     processes (grading, filters), where it warns and can deadlock.
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-# When nothing is to be downloaded (every input built in the DAG or a local file), jobs run offline, so a stray
-# hub call fails at once instead of hanging on a cluster node without network.
+# (5) When nothing is to be downloaded (every input built in the DAG or a local file), jobs run offline, so a
+#     stray hub call fails at once instead of hanging on a cluster node without network.
 if not any(study.reads_hub for study in STUDIES.values()):
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-# ------------------------------------------------------------------------------------------------------------
+# ==== end of the side-effect block ===========================================================================
+
+from quagmire.config import (  # noqa: E402
+    filter_job_settings,
+    grpo_job_settings,
+    recipe_table_settings,
+    sft_checkpointing,
+    sft_job_settings,
+    subset_name,
+)
 
 R = "results/{study}"
 LOGS = "logs/{study}"
@@ -73,13 +83,13 @@ def one_of(names):
     return "|".join(re.escape(n) for n in sorted(set(names))) if names else "(?!)"
 
 
-# Which studies each variant of a stage serves: the rules of both variants exist, each constrained to its studies.
+# Which studies each variant of a stage serves (world or hub data, embedded or hub model): the rules of both
+# variants are always defined, each constrained to its studies by the {study} wildcard, so no rule is defined under
+# an `if` and one DAG mixes studies of both kinds. Sampling has no variants (rules/eval.smk).
 WORLD_STUDIES = one_of(RUN.where(lambda s: not s.hub_data))
 HUB_DATA_STUDIES = one_of(RUN.where(lambda s: s.hub_data))
 EMBEDDED_MODEL_STUDIES = one_of(RUN.where(lambda s: not s.hub_model))
 HUB_MODEL_STUDIES = one_of(RUN.where(lambda s: s.hub_model))
-UNSHARDED_STUDIES = one_of(RUN.where(lambda s: s.shards == 1))
-SHARDED_STUDIES = one_of(RUN.where(lambda s: s.shards > 1))
 WORLD_BENCHMARK_NAMES = one_of([b for s in STUDIES.values() for b in s.world_benchmarks])
 REAL_BENCHMARK_NAMES = one_of([b for s in STUDIES.values() for b in s.real_benchmarks])
 FIGURE_NAMES = one_of([f for s in STUDIES.values() for f in s.config["plots"]["figures"]])
@@ -258,7 +268,7 @@ def benchmark_settings(wildcards):
 
 
 def shard_files(wildcards):
-    """The sample shards a gather job joins: 0..k-1 of the study's eval.shards."""
+    """The sample shards a gather job joins: 0..k-1 of the study's eval.shards (one file when k = 1)."""
     k = STUDIES[wildcards.study].shards
     return [
         f"results/{wildcards.study}/eval/{wildcards.stage}/{wildcards.run}/shards/"

@@ -1,27 +1,7 @@
-# Evaluation: n samples per problem (one job, or eval.shards jobs and a gather), graded, scored.
-
-
-rule sample:
-    """Draw n completions per problem from one model on one benchmark (resumes from its finished calls)."""
-    input:
-        model=model_dir,
-        benchmark=f"{R}/data/benchmarks/{{benchmark}}.parquet",
-    output:
-        f"{R}/eval/{{stage}}/{{run}}/{{benchmark}}.samples.parquet",
-    wildcard_constraints:
-        study=UNSHARDED_STUDIES,
-    params:
-        settings=sampling_settings,
-    threads: setting("threads")
-    log:
-        f"{LOGS}/eval/{{stage}}/{{run}}/{{benchmark}}.sample.log",
-    conda:
-        SAMPLE_ENV
-    resources:
-        **job_resources("sample"),
-    shell:
-        "quagmire sample --model {input.model} --benchmark {input.benchmark} --settings {params.settings:q} "
-        "--out {output} --threads {threads} > {log} 2>&1"
+# Evaluation: n samples per problem, graded, scored. Sampling is always eval.shards `sample_shard` jobs joined by a
+# `gather_samples` job, for every study: with eval.shards 1 that is one shard and a gather, so one pair of rules
+# serves every study and the samples file is always written by the same code (the shards are whole backend calls,
+# each seeded by its global index, so the samples are the same for any shard count).
 
 
 rule sample_shard:
@@ -32,7 +12,6 @@ rule sample_shard:
     output:
         f"{R}/eval/{{stage}}/{{run}}/shards/{{benchmark}}.{{shard}}-of-{{shards}}.samples.parquet",
     wildcard_constraints:
-        study=SHARDED_STUDIES,
         shard=r"\d+",
         shards=r"\d+",
     params:
@@ -56,8 +35,6 @@ rule gather_samples:
         benchmark=f"{R}/data/benchmarks/{{benchmark}}.parquet",
     output:
         f"{R}/eval/{{stage}}/{{run}}/{{benchmark}}.samples.parquet",
-    wildcard_constraints:
-        study=SHARDED_STUDIES,
     log:
         f"{LOGS}/eval/{{stage}}/{{run}}/{{benchmark}}.gather.log",
     localrule: True  # cheap: runs on the submitting host, not as a cluster job

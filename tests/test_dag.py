@@ -71,7 +71,8 @@ def test_sft_setting_change_reruns_exactly_what_depends_on_sft(
             "sft": recipes,
             "grpo": recipes,
             "genloss": recipes,
-            "sample": evaluated * benchmarks,
+            "sample_shard": evaluated * benchmarks,  # eval.shards 1: one shard and a gather per evaluation
+            "gather_samples": evaluated * benchmarks,
             "grade": evaluated * benchmarks,
             "score": evaluated,
             "recipes_table": 1,
@@ -94,7 +95,8 @@ def test_one_recipe_change_reruns_only_that_recipe_chain(smoke_study: tuple[Path
             "sft": 1,
             "grpo": 1,
             "genloss": 1,
-            "sample": 4,
+            "sample_shard": 4,
+            "gather_samples": 4,
             "grade": 4,
             "score": 2,
             "recipes_table": 1,
@@ -106,7 +108,7 @@ def test_one_recipe_change_reruns_only_that_recipe_chain(smoke_study: tuple[Path
     )
 
 
-TRAINING_SAMPLING_GRADING = {"pretrain", "sft", "grpo", "genloss", "sample", "sample_shard", "grade", "score"}
+TRAINING_SAMPLING_GRADING = {"pretrain", "sft", "grpo", "genloss", "sample_shard", "gather_samples", "grade", "score"}
 AFTER_TIDY = {"tidy_table": 1, "predictors": 1, "plot": 6, "all": 1}  # what a changed tidy table reruns
 
 
@@ -144,7 +146,8 @@ def test_eval_n_reruns_sampling_and_what_follows_but_no_training(smoke_study: tu
     planned = planned_jobs(workdir, variant(configfile, tmp_path, "n", {"key": ["eval", "n"], "value": 3}))
     models, benchmarks = 1 + 4 + 5, 2  # base, 4 SFT recipes, 5 GRPO runs
     assert planned == Counter(
-        {"sample": models * benchmarks, "grade": models * benchmarks, "score": models, **AFTER_TIDY}
+        {"sample_shard": models * benchmarks, "gather_samples": models * benchmarks, "grade": models * benchmarks,
+         "score": models, **AFTER_TIDY}
     )
 
 

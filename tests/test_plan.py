@@ -29,8 +29,9 @@ CLUSTER_FAMILY = {
 LOCAL_RULES = {"gather_samples", "score", "recipes_table", "tidy_table", "predictors", "plot", "all"}
 SMOKE_JOBS = {
     "world": 1, "world_benchmark": 2, "tokenizer": 1, "pretrain": 1, "subset": 3, "sft": 4, "grpo": 5, "genloss": 4,
-    "sample": 20, "grade": 20, "score": 10, "recipes_table": 1, "tidy_table": 1, "predictors": 1, "plot": 6, "all": 1,
-}  # fmt: skip
+    "sample_shard": 20, "gather_samples": 20, "grade": 20, "score": 10, "recipes_table": 1, "tidy_table": 1,
+    "predictors": 1, "plot": 6, "all": 1,
+}  # fmt: skip  (eval.shards 1: every evaluation is one sample_shard job and its gather_samples job)
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +79,7 @@ def test_paper_plan_rows_carry_each_jobs_request_and_family(paper_plan) -> None:
 
 def test_smoke_plan_has_no_gpus_and_counts_threads_as_cpus(tmp_path: Path) -> None:
     plan = plan_workflow(SMOKE, workdir=tmp_path)
-    assert plan.jobs_per_rule() == SMOKE_JOBS and plan.jobs == 81
+    assert plan.jobs_per_rule() == SMOKE_JOBS and plan.jobs == 101
     assert plan.gpu_hours == 0
     config = yaml.safe_load(SMOKE.read_text())
     assert all(row.cpus == config.get("threads", 1) for row in plan.rows if row.rule in ("sft", "grade"))
