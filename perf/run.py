@@ -4,7 +4,7 @@ Why ratios: absolute seconds depend on the machine; a ratio measured in one proc
 regression shows up as a falling ratio whatever runs the suite. Tests never time anything; they only run
 `--quick` to check that this suite still works.
 
-    .venv/bin/python benchmarks/run.py [--quick] [--out benchmarks/results.json]
+    .venv/bin/python perf/run.py [--quick] [--out perf/results.json]
 
 Measurements:
 1. grading   - `GradingPool(workers=2).grade` (dedups identical (gold, answer) keys) vs `grade_one` per sample;
@@ -121,7 +121,7 @@ def _grading_pairs(n_problems: int, n_samples: int, seed: int) -> list[tuple[str
     return pairs
 
 
-def bench_grading(n_problems: int, n_samples: int, baseline_n: int, workers: int = 2) -> Measurement:
+def measure_grading(n_problems: int, n_samples: int, baseline_n: int, workers: int = 2) -> Measurement:
     """Pool with key dedup vs per-sample parse+verify; the baseline cost per sample is extrapolated."""
     from quagmire.verify_pool import GradingPool, grade_one
 
@@ -170,7 +170,7 @@ def _pass_at_k_loop(n: list[int], c: list[int], ks: list[int]) -> dict[int, floa
     return out
 
 
-def bench_pass_at_k(n_problems: int, n_samples: int, baseline_problems: int) -> Measurement:
+def measure_pass_at_k(n_problems: int, n_samples: int, baseline_problems: int) -> Measurement:
     """Vectorized pass@k for every k in 1, 2, 4, ... n vs a per-problem Python loop (extrapolated if subsampled)."""
     from quagmire.eval.metrics import ks_for, pass_at_ks
 
@@ -210,7 +210,7 @@ def bench_pass_at_k(n_problems: int, n_samples: int, baseline_problems: int) -> 
 # --------------------------------------------------------------------------- 3. HF sampling
 
 
-def bench_sampling(n: int, prompts_per_call: int, calls: int, baseline_completions: int, max_new: int) -> Measurement:
+def measure_sampling(n: int, prompts_per_call: int, calls: int, baseline_completions: int, max_new: int) -> Measurement:
     """Batched n-sample generate vs one generate per completion, compared as seconds per completion."""
     import torch
     import transformers
@@ -223,7 +223,7 @@ def bench_sampling(n: int, prompts_per_call: int, calls: int, baseline_completio
     torch.set_num_threads(1)
     prompts = [f"{a}+{b}=" for a, b in np.random.default_rng(SEED).integers(10, 99, size=(prompts_per_call, 2))]
     settings = SamplingSettings(n=n, temperature=1.0, max_new_tokens=max_new, prompts_per_call=prompts_per_call)
-    with tempfile.TemporaryDirectory(prefix="quagmire-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="quagmire-perf-") as tmp:
         tok = build_tokenizer()
         build_model(TinyModelSpec(), tok, seed=0).save_pretrained(tmp)
         tok.save_pretrained(tmp)
@@ -285,7 +285,7 @@ def paper_configs() -> list[Path]:
     return [combined] if combined.exists() else sorted((REPO / "config").glob("paper_*.yaml"))
 
 
-def bench_planning(configs: list[str] | None = None) -> Measurement:
+def measure_planning(configs: list[str] | None = None) -> Measurement:
     """Plan each config's whole DAG (no output exists: every job counts) one after the other; sum jobs and seconds."""
     from quagmire.plan import plan_workflow
 
@@ -357,7 +357,7 @@ def format_row(m: Measurement) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (< 30 s); checks the suite, not speed")
-    parser.add_argument("--out", type=Path, help="write the measurements as JSON here (e.g. benchmarks/results.json)")
+    parser.add_argument("--out", type=Path, help="write the measurements as JSON here (e.g. perf/results.json)")
     parser.add_argument(
         "--only", choices=["grading", "pass@k", "sampling", "planning"], action="append", help="run a subset"
     )
@@ -368,16 +368,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     mode = "quick" if args.quick else "full"
-    benches: dict[str, Callable[..., Measurement]] = {
-        "grading": bench_grading,
-        "pass@k": bench_pass_at_k,
-        "sampling": bench_sampling,
-        "planning": bench_planning,
+    measurements: dict[str, Callable[..., Measurement]] = {
+        "grading": measure_grading,
+        "pass@k": measure_pass_at_k,
+        "sampling": measure_sampling,
+        "planning": measure_planning,
     }
     started = time.perf_counter()
     results: list[Measurement] = []
-    print(f"quagmire benchmarks ({mode} mode); ratio = baseline / optimized, both measured in this run")
-    for name, fn in benches.items():
+    print(f"quagmire performance suite ({mode} mode); ratio = baseline / optimized, both measured in this run")
+    for name, fn in measurements.items():
         if args.only and name not in args.only:
             continue
         kwargs = dict(SIZES[mode][name])

@@ -23,10 +23,10 @@ MEASUREMENTS = ("grading", "pass@k", "sampling", "planning")
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess, Path]:
-    out = tmp_path_factory.mktemp("bench") / "results.json"
+    out = tmp_path_factory.mktemp("perf") / "results.json"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     result = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "run.py"), "--quick", "--out", str(out)],
+        [sys.executable, str(REPO / "perf" / "run.py"), "--quick", "--out", str(out)],
         capture_output=True,
         text=True,
         timeout=300,
@@ -63,14 +63,14 @@ def test_quick_mode_grading_verdicts_identical_and_json_written(quick_run) -> No
 
 def test_results_json_only_written_when_asked(tmp_path: Path) -> None:
     """Without `--out` nothing lands in the repo (the report goes to stdout only)."""
-    spec = importlib.util.spec_from_file_location("quagmire_benchmarks_run", REPO / "benchmarks" / "run.py")
+    spec = importlib.util.spec_from_file_location("quagmire_perf_run", REPO / "perf" / "run.py")
     assert spec is not None and spec.loader is not None
-    bench = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = bench  # dataclasses look their module up while the script is being executed
+    suite = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = suite  # dataclasses look their module up while the script is being executed
     try:
-        spec.loader.exec_module(bench)  # the suite is a script, not a package
+        spec.loader.exec_module(suite)  # the suite is a script, not a package
     finally:
         sys.modules.pop(spec.name, None)
-    before = (REPO / "benchmarks" / "results.json").exists()
-    assert bench.main(["--quick", "--only", "pass@k"]) == 0
-    assert (REPO / "benchmarks" / "results.json").exists() == before
+    before = (REPO / "perf" / "results.json").exists()
+    assert suite.main(["--quick", "--only", "pass@k"]) == 0
+    assert (REPO / "perf" / "results.json").exists() == before
