@@ -92,6 +92,7 @@ def _gold_agreement(pool: GradingPool, frame: pd.DataFrame) -> tuple[float, list
     return 1 - len(misses) / len(frame), misses
 
 
+@pytest.mark.slow  # grades every gold solution of three whole benchmark files (~2,000) through math-verify
 @pytest.mark.parametrize("name", ["math500", "minerva_math", "gsm8k"])
 def test_gold_solutions_grade_correct_against_gold_answers(pool: GradingPool, name: str) -> None:
     frame, _ = load_benchmark(name, _shared_file(name))

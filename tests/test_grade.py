@@ -216,6 +216,7 @@ def process_is_gone(pid: int) -> bool:
         return True
 
 
+@pytest.mark.slow  # a separate Python process is started, SIGKILLed, and its orphaned worker watched until gone
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process states from /proc")
 def test_a_hung_worker_never_outlives_a_killed_parent(tmp_path: Path):
     script = tmp_path / "orphan.py"
