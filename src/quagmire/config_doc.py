@@ -42,10 +42,9 @@ def resolve(node: Mapping[str, Any], root: Mapping[str, Any]) -> dict[str, Any]:
     base = resolve(target, root)
     merged = {**base, **{k: v for k, v in node.items() if k != "$ref"}}
     if "properties" in node and "properties" in base:
-        merged["properties"] = {
-            name: {**base["properties"].get(name, {}), **sub} for name, sub in {**base["properties"],
-                                                                               **node["properties"]}.items()
-        }
+        own = node["properties"]
+        merged["properties"] = {name: {**sub, **own.get(name, {})} for name, sub in base["properties"].items()}
+        merged["properties"].update({name: sub for name, sub in own.items() if name not in base["properties"]})
     return merged
 
 
