@@ -310,7 +310,7 @@ def _uses_deepspeed(args: list[str]) -> bool:
 
 # Import name -> whether a job needs it, from the job's arguments. Needed: required even when no quagmire module
 # imports it (TRL imports vllm for use_vllm; accelerate loads deepspeed for zero3). Not needed: a lazy import on
-# the path the job does not take (sample.py imports vllm only for eval.backend vllm).
+# the path the job does not take (eval/sampling.py imports vllm only for eval.backend vllm).
 GATED: dict[str, Callable[[list[str]], bool]] = {"vllm": _uses_vllm, "deepspeed": _uses_deepspeed}
 
 

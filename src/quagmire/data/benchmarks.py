@@ -284,7 +284,7 @@ def _check_columns(records: list[dict[str, Any]], spec: BenchmarkSpec, origin: s
 def normalize_rows(records: list[Record], spec: BenchmarkSpec, source: str) -> tuple[pd.DataFrame, Counter]:
     """The normalized frame of `records` and the count of dropped rows by reason.
 
-    A record that could not be read is its reason (`records.Record`); it keeps its row number, so an unreadable
+    A record that could not be read is its reason (`spec.Record`); it keeps its row number, so an unreadable
     line never shifts the ids of the problems after it.
     """
     _check_columns([row for row in records if isinstance(row, dict)], spec, source)

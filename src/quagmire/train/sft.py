@@ -3,8 +3,8 @@
 The loss is on the completion only. When the model has a chat template (hub instruct models), examples are given
 to TRL in its conversational prompt-completion format, so the prompt is rendered as a user turn and the loss
 covers exactly the assistant turn as the template renders it (including its end-of-turn tokens); otherwise
-(the embedded char-level model) as plain prompt + completion + EOS. `genloss.encode_example` tokenizes the same
-way, so the generalization loss measures what SFT optimized.
+(the embedded char-level model) as plain prompt + completion + EOS. `quagmire.eval.genloss.encode_example`
+tokenizes the same way, so the generalization loss measures what SFT optimized.
 
 Why the resolved trainer config is an output: TRL and transformers defaults drift between versions, so the
 checkpoint folder records every argument the trainer actually ran with (`trainer_config.json`), next to what
@@ -43,7 +43,7 @@ SCHEDULERS = {
     "cosine": "cosine",
     "constant_with_warmup": "constant_with_warmup",
 }
-LOGGING_STEPS = 10  # lowered to divide save_steps (see training.aligned_logging_steps)
+LOGGING_STEPS = 10  # lowered to divide save_steps (see runner.aligned_logging_steps)
 DEFAULT_SAVE_STEPS = 100  # ~25 s of the embedded study's SFT on a CPU; a few saves per paper-scale recipe
 
 
