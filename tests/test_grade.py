@@ -197,6 +197,40 @@ def test_a_killed_worker_is_replaced_without_losing_items(pool: GradingPool):
     assert pool.last_stats.n_timeouts == 0
 
 
+def test_a_worker_killed_before_it_is_ready_is_replaced() -> None:
+    """A worker that dies while starting (killed from outside) holds no item: it is restarted, nothing is lost."""
+    with GradingPool(workers=1, timeout_s=TIMEOUT_S) as fresh:
+        os.kill(fresh.worker_pids[0], signal.SIGKILL)  # it is still importing math-verify
+        verdicts = fresh.grade([(str(i), rf"\boxed{{{i}}}") for i in range(5)])
+    assert all(v.correct for v in verdicts)
+
+
+BROKEN_ENV_SCRIPT = """
+from quagmire.errors import QuagmireError
+from quagmire.verify_pool import GradingPool
+if __name__ == "__main__":
+    try:
+        with GradingPool(workers=1, timeout_s=2.0) as pool:
+            pool.grade([("1", "1")])
+    except QuagmireError as exc:
+        print("ERROR", exc)
+"""
+
+
+def test_workers_that_can_never_start_fail_the_call_with_a_clear_error(tmp_path: Path) -> None:
+    """A math-verify that cannot be imported kills every worker at start: the call fails after a few restarts."""
+    fake = tmp_path / "math_verify"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("raise ImportError('math-verify is broken here')\n")
+    (tmp_path / "broken.py").write_text(BROKEN_ENV_SCRIPT)
+    src = Path(__file__).resolve().parents[1] / "src"
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{src}"}
+    result = subprocess.run([sys.executable, str(tmp_path / "broken.py")], capture_output=True, text=True,
+                            env=env, timeout=120, cwd=tmp_path)
+    assert "ERROR grading workers died while starting, 3 times (is math-verify installed?)" in result.stdout, (
+        result.stdout + result.stderr[-2000:])
+
+
 ORPHAN_SCRIPT = """
 import sys
 from quagmire.verify_pool import GradingPool

@@ -42,6 +42,7 @@ _MAX_BATCH = 32  # items per message to a worker; a timeout only blames the item
 _START_TIMEOUT_S = 120.0  # a worker that is not ready by then points at a broken environment
 _KILL_GRACE_S = 1.0  # seconds between SIGTERM and SIGKILL
 _MAX_CRASHES = 2  # a worker dying twice on the same item marks it `timeout` (it cannot be graded)
+_MAX_START_FAILURES = 3  # workers dying before they are ready, per grading call, before the environment is blamed
 _BACKSTOP_FACTOR = 2.0  # an orphaned worker is ended by the kernel after 2 * timeout_s + 1 CPU seconds
 _GOLD_CACHE_SIZE = 4096  # parsed golds kept per worker (a benchmark has few distinct golds)
 _PR_SET_PDEATHSIG = 1  # linux prctl option: signal this process when its parent dies
@@ -296,6 +297,7 @@ class GradingPool:
         n_timeouts = 0
         n_restarts = self._ensure_workers()
         crashes: dict[int, int] = {}  # key -> times a worker died (not timed out) while on it
+        start_failures = 0  # workers that died before they were ready (killed from outside, or a broken env)
 
         def record(key: int, status: str, extracted: str | None) -> None:
             nonlocal remaining
@@ -322,6 +324,7 @@ class GradingPool:
 
         def drain(slot: int) -> None:
             """Read every message waiting from the worker in `slot`; a closed pipe means it died."""
+            nonlocal start_failures
             worker = self._workers[slot]
             assert worker is not None
             try:
@@ -337,10 +340,15 @@ class GradingPool:
                         record(key, status, extracted)
                         worker.item_started_at = time.monotonic()
             except (EOFError, OSError):
-                if not worker.ready:
-                    raise QuagmireError(
-                        "a grading worker died while starting (is math-verify installed?); see its stderr"
-                    ) from None
+                if not worker.ready:  # it holds no item yet; a broken environment fails every start
+                    start_failures += 1
+                    if start_failures >= _MAX_START_FAILURES:
+                        raise QuagmireError(
+                            f"grading workers died while starting, {start_failures} times (is math-verify "
+                            "installed?); see their stderr"
+                        ) from None
+                    replace(slot, cause="idle")
+                    return
                 replace(slot, cause="crash")
 
         try:
