@@ -8,7 +8,8 @@ takes milliseconds), because model outputs are untrusted.
 
 from __future__ import annotations
 
-import math
+import decimal
+import numbers
 import re
 from typing import Any
 
@@ -88,14 +89,65 @@ def answer_text(completion: str) -> tuple[str, str | None]:
 
 
 def as_text(value: Any) -> str:
-    """A gold or completion cell as a string: missing values become empty text (never a sympy object)."""
+    """A gold or completion cell as a string: missing values become empty text (never a sympy object).
+
+    A number (a float gold cell read from Parquet, a numpy scalar, a Decimal) is written by `number_text`, so a
+    gold `1e-07` reaches math-verify as `0.0000001`, never as "e − 7"; NaN and ±inf are missing (empty text).
+    A bool is not a number (see `number_text`) and keeps its text, `True` or `False`.
+    """
     if value is None:
         return ""
     if isinstance(value, str):
         return value
-    if isinstance(value, float) and math.isnan(value):
-        return ""
+    if _is_number(value):
+        return number_text(value) or ""
     return str(value)
+
+
+def _is_number(value: Any) -> bool:
+    """A real number of any kind (int, float, numpy scalar, Decimal, Fraction); bools are not numbers."""
+    if isinstance(value, bool) or type(value).__name__ == "bool_":
+        return False
+    return isinstance(value, (numbers.Real, decimal.Decimal))
+
+
+def number_text(value: Any) -> str | None:
+    """A number as a plain decimal, the one form in which a number becomes answer text; None if not a number.
+
+    `27.0` -> `27`, `2.5` -> `2.5`, `1e-07` -> `0.0000001`, `2.5e+20` -> `250000000000000000000`, `-0.0` -> `0`.
+    Why: math-verify reads `1e-07` as the expression e − 7, and a float's binary noise (`0.1` as
+    `0.1000000000000000055…`) is not what the data set meant. So a float keeps the shortest digits that
+    round-trip it (Python's `repr`; for a numpy float32 or float16, the shortest digits of its own precision,
+    numpy's `str`), and only the decimal point moves: no exponent, no digits invented or lost. Integers
+    (Python, numpy, of any size) are written in full. A Decimal keeps its digits, trailing zeros after the
+    point dropped. A Fraction is an integer when its denominator is 1, else read as a float.
+    Not numbers (None): bools (`True` is an answer to a yes/no question, not 1: the data stage drops such a
+    gold as `answer_not_text` rather than guess), NaN and ±inf (no answer; callers treat them as missing),
+    complex numbers, strings and any other type.
+    """
+    if not _is_number(value):
+        return None
+    if isinstance(value, numbers.Integral):
+        return str(int(value))
+    if isinstance(value, numbers.Rational) and value.denominator == 1:
+        return str(int(value.numerator))
+    try:
+        if isinstance(value, decimal.Decimal):
+            number = value
+        elif isinstance(value, float):  # Python floats and numpy float64 (a float subclass)
+            number = decimal.Decimal(repr(float(value)))
+        elif type(value).__module__ == "numpy":  # float32, float16, longdouble: shortest digits of their precision
+            number = decimal.Decimal(str(value))
+        else:
+            number = decimal.Decimal(repr(float(value)))
+    except (ArithmeticError, ValueError):  # a Fraction too large for a float; text Decimal cannot read
+        return None
+    if not number.is_finite():
+        return None
+    if number.is_zero():
+        return "0"  # -0.0 is zero as an answer
+    text = format(number, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def completion_text(completion: Any) -> str:

@@ -18,13 +18,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import numbers
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
+from quagmire.answers import number_text  # noqa: F401  (re-exported: the one plain-number writer)
 from quagmire.errors import QuagmireError
 from quagmire.provenance import require_pinned
 
@@ -280,19 +280,6 @@ def as_list(value: Any) -> list[Any] | None:
     """A list-like cell (list, tuple, numpy array) as a list; None for anything else."""
     value = plain(value)
     return list(value) if isinstance(value, (list, tuple)) else None
-
-
-def number_text(value: Any) -> str | None:
-    """An int-like or finite float gold as text (27.0 -> "27", 2.5 -> "2.5"); None for bools, non-finite
-    numbers and non-numbers. Why: a numeric gold (AMC's floats) must read the same as its text form."""
-    if isinstance(value, bool) or type(value).__name__ == "bool_":
-        return None
-    if isinstance(value, numbers.Integral):
-        return str(int(value))
-    if isinstance(value, numbers.Real) and math.isfinite(float(value)):
-        number = float(value)
-        return str(int(number)) if number.is_integer() else repr(number)
-    return None
 
 
 # --------------------------------------------------------------------------- manifest and writing
