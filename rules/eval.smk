@@ -68,11 +68,14 @@ rule grade:
 
 
 rule score:
-    """avg@n, pass@k (k = 1, 2, 4, ..., n), maj@n and status counts per benchmark, plus the macro average."""
+    """avg@n, pass@k (k = 1, 2, 4, ..., n), maj@n and status counts per benchmark, plus the macro average; beside
+    them the grading report (statuses, shares without a box, with several boxes, truncated; .json and .md)."""
     input:
         grades=grade_files,
     output:
-        f"{R}/eval/{{stage}}/{{run}}/metrics.json",
+        metrics=f"{R}/eval/{{stage}}/{{run}}/metrics.json",
+        report=f"{R}/eval/{{stage}}/{{run}}/grading_report.json",
+        report_md=f"{R}/eval/{{stage}}/{{run}}/grading_report.md",
     params:
         grades=benchmark_pairs("grades"),
         extra_ks=per_study(lambda c: " ".join(str(k) for k in c["eval"]["extra_ks"])),
@@ -86,4 +89,4 @@ rule score:
         **job_resources("analysis"),
     shell:
         "quagmire score --grades {params.grades} --extra-ks {params.extra_ks} --bootstrap {params.bootstrap} "
-        "--out {output} > {log} 2>&1"
+        "--out {output.metrics} --report {output.report} > {log} 2>&1"

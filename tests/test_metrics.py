@@ -11,7 +11,17 @@ import pandas as pd
 import pytest
 
 from quagmire.errors import QuagmireError
-from quagmire.eval.metrics import benchmark_metrics, bootstrap_ci, ks_for, maj_at_n, pass_at_k, score
+from quagmire.eval.metrics import (
+    benchmark_metrics,
+    bootstrap_ci,
+    grading_report,
+    ks_for,
+    maj_at_n,
+    pass_at_k,
+    report_markdown,
+    score,
+    score_to_file,
+)
 from quagmire.verify_pool import STATUSES
 
 
@@ -177,3 +187,82 @@ def test_pass_at_ks_with_mixed_sample_counts_matches_exact_fractions() -> None:
         for ni, ci, v in zip(n, c, values, strict=True):
             exact = 1 - Fraction(comb(int(ni - ci), k), comb(int(ni), k))
             assert abs(v - float(exact)) < 1e-12
+
+
+# --------------------------------------------------------------------------- grading report
+
+
+def _report_grades(statuses: list[str], n_boxes: list[int], finish: list[str | None]) -> pd.DataFrame:
+    """A grades table of one problem per two samples with the report's extra columns."""
+    rows = [
+        (f"p{i // 2}", i % 2, None if s == "no_answer" else "1", s, s == "correct", b, f)
+        for i, (s, b, f) in enumerate(zip(statuses, n_boxes, finish, strict=True))
+    ]
+    columns = ["problem_id", "sample_idx", "extracted", "status", "correct", "n_boxes", "finish_reason"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def test_grading_report_counts_statuses_and_shares_per_benchmark_and_macro() -> None:
+    mixed = _report_grades(
+        ["correct", "incorrect", "no_answer", "timeout", "gold_invalid", "gold_invalid", "correct", "no_answer"],
+        [1, 3, 0, 1, 1, 1, 2, 0],
+        ["stop", "stop", "length", "stop", "stop", "stop", "stop", "length"],
+    )
+    all_cut = _report_grades(["no_answer"] * 4, [0, 0, 0, 1], ["length"] * 4)
+    report = grading_report({"mixed": mixed, "cut": all_cut})
+    entry = report["benchmarks"]["mixed"]
+    assert entry["n_completions"] == 8 and entry["n_problems"] == 4 and entry["n_gold_invalid_problems"] == 1
+    assert entry["status_counts"] == {"correct": 2, "incorrect": 1, "no_answer": 2, "timeout": 1, "gold_invalid": 2}
+    assert (entry["no_box"], entry["several_boxes"], entry["truncated"]) == (2, 2, 2)
+    assert entry["share_no_box"] == entry["share_several_boxes"] == entry["share_truncated"] == pytest.approx(0.25)
+    cut = report["benchmarks"]["cut"]
+    assert cut["share_truncated"] == 1.0 and cut["share_no_box"] == 0.75 and cut["share_several_boxes"] == 0.0
+    assert cut["status_counts"]["no_answer"] == 4
+    assert report["macro"]["share_truncated"] == pytest.approx((0.25 + 1.0) / 2)
+    assert report["macro"]["share_no_box"] == pytest.approx((0.25 + 0.75) / 2)
+    json.dumps(report)  # plain JSON
+
+
+def test_grading_report_of_an_empty_benchmark_and_of_grades_without_the_report_columns() -> None:
+    empty = _report_grades([], [], [])
+    old = make_grades({"p": [True, False]})  # written before n_boxes / finish_reason were columns
+    unfinished = _report_grades(["correct", "incorrect"], [1, 1], [None, None])  # samples had no finish reason
+    report = grading_report({"empty": empty, "old": old, "unfinished": unfinished})
+    assert report["benchmarks"]["empty"]["n_completions"] == 0
+    assert report["benchmarks"]["empty"]["share_no_box"] is None
+    assert report["benchmarks"]["empty"]["status_counts"] == dict.fromkeys(STATUSES, 0)
+    assert report["benchmarks"]["old"]["no_box"] is None and report["benchmarks"]["old"]["share_truncated"] is None
+    assert report["benchmarks"]["old"]["status_counts"]["correct"] == 1
+    assert report["benchmarks"]["unfinished"]["truncated"] is None
+    assert report["benchmarks"]["unfinished"]["share_no_box"] == 0.0
+    assert report["macro"] == {"share_no_box": 0.0, "share_several_boxes": 0.0, "share_truncated": None}
+    text = report_markdown(report)
+    assert "| empty | 0 |" in text and "n/a" in text
+
+
+def test_score_to_file_writes_the_report_beside_the_metrics_and_keeps_the_tidy_table(tmp_path, caplog) -> None:
+    from quagmire.analysis.tables import tidy_table
+    from quagmire.io import read_json
+
+    grades = _report_grades(["correct", "no_answer", "incorrect", "correct"], [1, 0, 2, 1],
+                            ["stop", "length", "stop", "stop"])
+    plain = grades[["problem_id", "sample_idx", "extracted", "status", "correct"]]
+    grades.to_parquet(tmp_path / "with.parquet")
+    plain.to_parquet(tmp_path / "without.parquet")
+    out = tmp_path / "eval" / "metrics.json"
+    with caplog.at_level("INFO", logger="quagmire.eval.metrics"):
+        result = score_to_file({"b": tmp_path / "with.parquet"}, out, [], 10)
+    report = read_json(tmp_path / "eval" / "grading_report.json")
+    assert report["benchmarks"]["b"]["share_truncated"] == 0.25
+    assert report["benchmarks"]["b"]["share_several_boxes"] == 0.25
+    markdown = (tmp_path / "eval" / "grading_report.md").read_text()
+    assert "| b | 4 | 2 | 1 | 1 | 0 | 0 | 25.0% | 25.0% | 25.0% |" in markdown
+    assert any(r.getMessage().startswith("b: 4 completions (correct 2") for r in caplog.records)
+    assert read_json(out) == json.loads(json.dumps(result))
+    # The report's columns and files change nothing the tidy table reads.
+    other = tmp_path / "other"
+    score_to_file({"b": tmp_path / "without.parquet"}, other / "metrics.json", [], 10, report=other / "r.json")
+    assert (other / "r.json").is_file() and (other / "r.md").is_file()
+    assert read_json(out) == read_json(other / "metrics.json")
+    tidy = tidy_table([("r", "base", read_json(out))], [])
+    assert not tidy["metric"].str.contains("box|truncat|share").any()

@@ -307,6 +307,8 @@ COMMANDS: tuple[Command, ...] = (
             _out(),
             arg("--extra-ks", type=int, nargs="*", required=True, help="more k for pass@k (eval.extra_ks)"),
             arg("--bootstrap", type=int, required=True, help="resamples of avg@n's interval (eval.bootstrap)"),
+            arg("--report", default=None,
+                help="grading report JSON, its .md twin beside it (default: grading_report.json beside --out)"),
         ),
     ),
     Command(

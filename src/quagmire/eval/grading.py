@@ -1,13 +1,16 @@
 """Grade a samples table against its benchmark's golds: one verdict per sample, through the verify pool.
 
 The verdicts themselves (statuses, math-verify, the per-item timeout) live in `quagmire.verify_pool`, which
-the GRPO reward (`quagmire.train.rewards`) and the data filters' gold check share.
+the GRPO reward (`quagmire.train.rewards`) and the data filters' gold check share. The grades file also carries,
+per sample, what the grading report (`quagmire.eval.metrics.grading_report`) needs to say why a score is low: the
+number of boxes the completion opens (`n_boxes`) and why sampling stopped (`finish_reason`, "length" when cut).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -19,6 +22,15 @@ if TYPE_CHECKING:
     import pandas as pd
 
 log = logging.getLogger(__name__)
+
+REPORT_COLUMNS = ("n_boxes", "finish_reason")  # extra columns of a grades file, beside metrics.GRADE_COLUMNS
+# A box opening, `\boxed{` or `\fbox {`, the same openings answer extraction looks for.
+_BOX_OPENING = re.compile(r"\\(?:boxed|fbox)\s*\{")
+
+
+def box_count(completion: object) -> int:
+    """How many `\\boxed{` / `\\fbox{` openings a completion has (0 for a missing one); linear in its length."""
+    return sum(1 for _ in _BOX_OPENING.finditer(as_text(completion)))
 
 
 def grade_samples(
@@ -87,12 +99,20 @@ def grade_to_file(
     workers: int = 1,
 ) -> pd.DataFrame:
     """Grade the samples file against the benchmark file and write the grades, with what they came from and the
-    status counts as metadata: the `quagmire grade` step of the DAG."""
+    status counts as metadata: the `quagmire grade` step of the DAG.
+
+    Beside the verdict columns, each row records `n_boxes` and the sample's `finish_reason` (None when the samples
+    file has none) for the grading report.
+    """
     import pandas as pd
 
     from quagmire.io import write_parquet
 
-    grades = grade_samples(pd.read_parquet(samples), pd.read_parquet(benchmark), timeout_s=timeout, workers=workers)
+    sampled = pd.read_parquet(samples)
+    grades = grade_samples(sampled, pd.read_parquet(benchmark), timeout_s=timeout, workers=workers)
+    grades["n_boxes"] = pd.Series([box_count(c) for c in sampled["completion"]], dtype="int64")
+    reasons = sampled["finish_reason"] if "finish_reason" in sampled.columns else [None] * len(sampled)
+    grades["finish_reason"] = pd.Series([r if isinstance(r, str) else None for r in reasons], dtype=object)
     counts = grades["status"].value_counts().to_dict()
     write_parquet(
         out,

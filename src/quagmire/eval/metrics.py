@@ -3,6 +3,10 @@
 All scores are fractions in [0, 1], first per problem, then the mean over a benchmark's problems, then (in
 `score`) the macro mean over benchmarks. Problems whose gold answer does not parse (`gold_invalid`) are left
 out of every denominator and reported as a count.
+
+Beside the metrics, `grading_report` says why a score is what it is: per benchmark, the count of each status and
+the share of completions without a box, with several boxes, and cut at the token limit. It is written to its own
+files (`grading_report.json`, `grading_report.md`), not into metrics.json, so the tidy table is unchanged.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,6 +26,13 @@ from quagmire.verify_pool import GOLD_INVALID, STATUSES
 log = logging.getLogger(__name__)
 
 GRADE_COLUMNS = ("problem_id", "sample_idx", "extracted", "status", "correct")
+REPORT_NAME = "grading_report.json"  # beside metrics.json; its human-readable twin has the suffix .md
+# Report shares: (key, what it counts, how the markdown heads it).
+_REPORT_SHARES = (
+    ("share_no_box", "no_box", "no box"),
+    ("share_several_boxes", "several_boxes", "several boxes"),
+    ("share_truncated", "truncated", "truncated"),
+)
 _SCORE_PREFIXES = ("avg@", "pass@", "maj@")  # metrics that are macro-averaged over benchmarks
 _BOOT_CHUNK_CELLS = 4_000_000  # resampled indices held in memory at once (32 MB of int64)
 
@@ -207,15 +219,108 @@ def _check_grades(grades: pd.DataFrame) -> None:
         raise QuagmireError(f"grades table has problem {pid!r} sample {idx} more than once")
 
 
+def grading_report(per_benchmark: Mapping[str, pd.DataFrame]) -> dict[str, Any]:
+    """Why the scores are what they are: per benchmark and macro-averaged, counts per status and the shares of
+    completions without a box, with several boxes, and truncated (`finish_reason == "length"`).
+
+    Per benchmark: `n_completions`, `n_problems`, `n_gold_invalid_problems`, `status_counts`, the counts
+    `no_box`, `several_boxes`, `truncated`, and the matching `share_*` (a fraction of all completions). A count
+    is None where the grades file does not record it (written before `n_boxes` / `finish_reason` were columns,
+    or from samples without a finish reason), and a share is None where its count is, or where the benchmark
+    has no completion. The macro share is the mean over the benchmarks that have that share (None if none).
+    """
+    benchmarks = {name: _benchmark_report(grades) for name, grades in per_benchmark.items()}
+    macro: dict[str, float | None] = {}
+    for key, _, _ in _REPORT_SHARES:
+        known = [entry[key] for entry in benchmarks.values() if entry[key] is not None]
+        macro[key] = float(np.mean(known)) if known else None
+    return {"benchmarks": benchmarks, "macro": macro}
+
+
+def _benchmark_report(grades: pd.DataFrame) -> dict[str, Any]:
+    """The grading report of one benchmark's grades table (see `grading_report`)."""
+    n = len(grades)
+    statuses = grades["status"] if "status" in grades.columns else pd.Series([], dtype=object)
+    problems = grades["problem_id"] if "problem_id" in grades.columns else pd.Series([], dtype=object)
+    counts = statuses.value_counts()
+    counted: dict[str, int | None] = {"no_box": None, "several_boxes": None, "truncated": None}
+    if "n_boxes" in grades.columns:
+        boxes = pd.to_numeric(grades["n_boxes"])
+        counted["no_box"] = int((boxes == 0).sum())
+        counted["several_boxes"] = int((boxes > 1).sum())
+    if "finish_reason" in grades.columns and (n == 0 or grades["finish_reason"].notna().any()):
+        counted["truncated"] = int((grades["finish_reason"] == "length").sum())
+    entry: dict[str, Any] = {
+        "n_completions": n,
+        "n_problems": int(problems.nunique()),
+        "n_gold_invalid_problems": int(problems[statuses == GOLD_INVALID].nunique()),
+        "status_counts": {status: int(counts.get(status, 0)) for status in STATUSES},
+        **counted,
+    }
+    for key, count, _ in _REPORT_SHARES:
+        entry[key] = counted[count] / n if counted[count] is not None and n else None
+    return entry
+
+
+def report_markdown(report: Mapping[str, Any]) -> str:
+    """The grading report as a Markdown table a user reads: one row per benchmark, then the macro shares."""
+
+    def share(value: float | None) -> str:
+        return "n/a" if value is None else f"{100 * value:.1f}%"
+
+    head = ["benchmark", "completions", *STATUSES, *(label for _, _, label in _REPORT_SHARES)]
+    lines = [
+        "# Grading report",
+        "",
+        "Counts of completions per grading status; shares of completions without a `\\boxed{}` answer, with "
+        "several boxes, and cut at the token limit (`finish_reason` = length). n/a: not recorded.",
+        "",
+        "| " + " | ".join(head) + " |",
+        "| " + " | ".join(["---"] + ["---:"] * (len(head) - 1)) + " |",
+    ]
+    for name, entry in report["benchmarks"].items():
+        cells = [str(name), str(entry["n_completions"]), *(str(entry["status_counts"][s]) for s in STATUSES)]
+        cells += [share(entry[key]) for key, _, _ in _REPORT_SHARES]
+        lines.append("| " + " | ".join(cells) + " |")
+    macro = report["macro"]
+    cells = ["macro", "", *([""] * len(STATUSES)), *(share(macro[key]) for key, _, _ in _REPORT_SHARES)]
+    lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _report_line(name: str, entry: Mapping[str, Any]) -> str:
+    """One log line per benchmark: its status counts and the report's shares."""
+    counts = ", ".join(f"{status} {count}" for status, count in entry["status_counts"].items())
+    shares = ", ".join(
+        f"{label} {'n/a' if entry[key] is None else f'{100 * entry[key]:.1f}%'}" for key, _, label in _REPORT_SHARES
+    )
+    return f"{name}: {entry['n_completions']} completions ({counts}); {shares}"
+
+
 def score_to_file(
-    grades: Mapping[str, str | os.PathLike[str]], out: str | os.PathLike[str], extra_ks: Sequence[int], bootstrap: int
+    grades: Mapping[str, str | os.PathLike[str]],
+    out: str | os.PathLike[str],
+    extra_ks: Sequence[int],
+    bootstrap: int,
+    report: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Score the grades files of one model (benchmark name -> file) and write the metrics JSON: the `quagmire score`
-    step of the DAG. `extra_ks` and `bootstrap` come from the study's `eval` section."""
-    from quagmire.io import write_json
+    step of the DAG. `extra_ks` and `bootstrap` come from the study's `eval` section.
+
+    The grading report is written to `report` (default: `grading_report.json` beside `out`) and, readable, to
+    the same path with the suffix `.md`; each file atomically.
+    """
+    from quagmire.io import atomic_path, write_json
 
     per_benchmark = {name: pd.read_parquet(path) for name, path in grades.items()}
     result = score(per_benchmark, extra_ks=extra_ks, n_boot=bootstrap)
+    report_path = Path(report) if report is not None else Path(out).with_name(REPORT_NAME)
+    grading = grading_report(per_benchmark)
     write_json(out, result)
+    write_json(report_path, grading)
+    with atomic_path(report_path.with_suffix(".md")) as tmp:
+        tmp.write_text(report_markdown(grading))
+    for name, entry in grading["benchmarks"].items():
+        log.info("%s", _report_line(name, entry))
     log.info("macro: %s", {k: round(v, 4) for k, v in result["macro"].items()})
     return result
