@@ -110,9 +110,15 @@ def test_a_wrong_answer_is_incorrect_and_keeps_its_text():
     assert grade_one("122", r"\boxed{121}") == Verdict(extracted="121", status=INCORRECT, correct=False)
 
 
-def test_the_last_boxed_answer_is_the_one_graded():
-    assert grade_one("5", r"maybe \boxed{3}? no: \boxed{5}").correct
+def test_the_final_chain_of_boxes_is_graded_as_math_verify_reads_it():
+    # boxes close together are read together (math-verify): a hedge is wrong, whichever box holds the gold
+    assert grade_one("5", r"maybe \boxed{3}? no: \boxed{5}") == Verdict("3,5", INCORRECT, False)
     assert not grade_one("3", r"maybe \boxed{3}? no: \boxed{5}").correct
+    assert grade_one("1,-2", r"\boxed{-2} and \boxed{1}") == Verdict("-2,1", CORRECT, True)
+    # a box far before the last one is an earlier attempt: only the last is graded
+    attempt = r"first \boxed{3}. " + "Then we check the constraint again. " * 3 + r"So \boxed{5}."
+    assert grade_one("5", attempt).correct
+    assert not grade_one("3", attempt).correct
 
 
 def test_a_completion_without_an_answer_is_no_answer():

@@ -8,6 +8,17 @@ string (sympy may evaluate it forever): every `extracted` answer is a slice of t
 
 Statuses: `correct`, `incorrect`, `no_answer` (nothing parseable), `timeout` (killed, scored wrong) and
 `gold_invalid` (the gold itself does not parse; excluded from every denominator, never scored).
+
+Semantics are math-verify's: `parse(gold)`, `parse(answer)`, `verify(gold, answer)` with its default extraction
+configuration, on the texts `quagmire.answers` prepares (see its docstring for how a completion is reduced to
+what math-verify would read). Deliberate deviations, each tested:
+
+- a gold is `gold_invalid` unless math-verify parses it into a math object: a gold for which `parse` returns
+  only its fallback string, and a gold that is nonsense even where math-verify would read something from it
+  (unbalanced braces or `$` delimiters, an empty box, TeX macro definitions such as `\\newcommand` or
+  `\\def`), is never scored;
+- an answer for which `parse` returns only its fallback string (no math object) is `no_answer`: math-verify
+  would compare that string with the gold's and call it wrong.
 """
 
 
@@ -18,6 +29,7 @@ import ctypes
 import logging
 import math
 import multiprocessing as mp
+import re
 import signal
 import sys
 import threading
@@ -71,6 +83,37 @@ def _first_string(parsed: list[Any]) -> str | None:
     return None
 
 
+_MACRO_DEFINITION = re.compile(
+    r"\\(?:(?:re)?newcommand|providecommand|def|edef|gdef|xdef|let|newenvironment)(?![A-Za-z])"
+)
+_UNESCAPED_BRACE = re.compile(r"\\.|[{}]", re.DOTALL)
+_UNESCAPED_DOLLAR = re.compile(r"(?<!\\)\$")
+_EMPTY_BOX = re.compile(r"\\(?:boxed|fbox)\s*\{\s*\}")
+
+
+def _gold_is_nonsense(gold_text: str) -> bool:
+    """A gold no careful grader would score against, even where math-verify reads something from it."""
+    if _MACRO_DEFINITION.search(gold_text) or _EMPTY_BOX.search(gold_text):
+        return True
+    if len(_UNESCAPED_DOLLAR.findall(gold_text)) % 2:  # `$221,$8$`: math-verify would read some part of it
+        return True
+    depth = 0
+    for match in _UNESCAPED_BRACE.finditer(gold_text):
+        token = match.group()
+        if token == "{":
+            depth += 1
+        elif token == "}":
+            depth -= 1
+            if depth < 0:
+                return True
+    return depth != 0
+
+
+def _has_math(parsed: list[Any]) -> bool:
+    """Whether math-verify parsed a math object, not only its fallback string."""
+    return any(not isinstance(item, str) for item in parsed)
+
+
 def _grade_texts(
     gold_text: str, answer_text: str, gold_cache: dict[str, list[Any]] | None = None
 ) -> tuple[str, str | None]:
@@ -79,15 +122,15 @@ def _grade_texts(
 
     gold_parsed = gold_cache.get(gold_text) if gold_cache is not None else None
     if gold_parsed is None:
-        gold_parsed = parse(gold_text, parsing_timeout=None)  # type: ignore[arg-type]
+        gold_parsed = [] if _gold_is_nonsense(gold_text) else parse(gold_text, parsing_timeout=None)  # type: ignore[arg-type]
         if gold_cache is not None:
             if len(gold_cache) >= _GOLD_CACHE_SIZE:
                 gold_cache.clear()
             gold_cache[gold_text] = gold_parsed
-    if not gold_parsed:
+    if not _has_math(gold_parsed):
         return GOLD_INVALID, None
     answer_parsed = parse(answer_text, parsing_timeout=None)  # type: ignore[arg-type]
-    if not answer_parsed:
+    if not _has_math(answer_parsed):
         return NO_ANSWER, None
     is_correct = verify(gold_parsed, answer_parsed, timeout_seconds=None)  # gold first: verify is asymmetric
     return (CORRECT if is_correct else INCORRECT), _first_string(answer_parsed)
