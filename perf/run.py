@@ -8,7 +8,8 @@ regression shows up as a falling ratio whatever runs the suite. Tests never time
 
 Measurements:
 1. grading   - `GradingPool(workers=2).grade` (dedups identical (gold, answer) keys) vs `grade_one` per sample;
-               the baseline is timed on a random subsample and its per-sample cost extrapolated.
+               the baseline is timed on a random subsample and its per-sample cost extrapolated. Also printed: the
+               distance to the limit (distinct keys x mean in-process cost per key / workers), <= 1.5x in full mode.
 2. pass@k    - `metrics.pass_at_ks` (every k at once, vectorized) vs a per-problem `math.comb` loop.
 3. sampling  - `HFBackend.generate` (n samples × several prompts per call) vs one `model.generate` per sample;
                compared per completion.
@@ -121,8 +122,35 @@ def _grading_pairs(n_problems: int, n_samples: int, seed: int) -> list[tuple[str
     return pairs
 
 
-def measure_grading(n_problems: int, n_samples: int, baseline_n: int, workers: int = 2) -> Measurement:
-    """Pool with key dedup vs per-sample parse+verify; the baseline cost per sample is extrapolated."""
+def _limit_s(pairs: list[tuple[str, str]], workers: int) -> tuple[float, int]:
+    """(seconds, distinct keys): the pool's limit, every distinct (gold, answer) key graded once in-process.
+
+    The keys are the pool's own (gold text, boxed answer or whole completion); golds are parsed once each, as a
+    worker's gold cache does. Perfectly parallel workers with no overhead would need this total / `workers`.
+    """
+    from quagmire import answers
+    from quagmire.verify_pool import _grade_texts
+
+    keys = dict.fromkeys(
+        (answers.gold_text(answers.as_text(gold)), answers.answer_text(answers.as_text(completion))[0])
+        for gold, completion in pairs
+    )
+    gold_cache: dict[str, Any] = {}
+    start = time.perf_counter()
+    for gold_text, answer_text in keys:
+        _grade_texts(gold_text, answer_text, gold_cache)
+    return (time.perf_counter() - start) / workers, len(keys)
+
+
+def measure_grading(
+    n_problems: int, n_samples: int, baseline_n: int, workers: int = 2, limit_target: float | None = None
+) -> Measurement:
+    """Pool with key dedup vs per-sample parse+verify; the baseline cost per sample is extrapolated.
+
+    Also the distance to the limit: distinct keys x mean in-process cost per key / workers. With `limit_target`
+    the pool must come within that factor of it (a check); quick mode's workload is too small for that to mean
+    anything, so it only prints the figure.
+    """
     from quagmire.verify_pool import GradingPool, grade_one
 
     logging.getLogger("math_verify").setLevel(logging.ERROR)  # silence its "timeout disabled" warnings
@@ -139,16 +167,25 @@ def measure_grading(n_problems: int, n_samples: int, baseline_n: int, workers: i
         stats = pool.last_stats
     identical = all(verdicts[i] == v for i, v in zip(subsample, base_verdicts, strict=True))
     n_correct = sum(v.correct for v in verdicts)
+    limit_s, n_keys = _limit_s(pairs, workers)
+    of_limit = opt_s / max(limit_s, 1e-12)
+    checks: dict[str, Any] = {"verdicts_identical_on_subsample": identical}
+    if limit_target is not None:
+        checks[f"within_{limit_target:g}x_of_limit"] = of_limit <= limit_target
+    target_text = f"target <= {limit_target:g}x" if limit_target is not None else "not checked in quick mode"
     return Measurement(
         name="grading",
         work=f"{len(pairs):,} samples ({n_problems} problems x {n_samples})",
         baseline_s=per_sample * len(pairs),
         optimized_s=opt_s,
         target=20.0,
-        checks={"verdicts_identical_on_subsample": identical},
+        checks=checks,
         notes=[
             f"baseline timed on {len(subsample):,} random samples ({base_s:.2f} s, {per_sample * 1e3:.3f} ms/sample)"
             f" and extrapolated to {len(pairs):,}",
+            f"{of_limit:.1f}x of the limit ({target_text}): limit = {n_keys:,} distinct (gold, answer) pairs x"
+            f" {limit_s * workers / max(n_keys, 1) * 1e3:.3f} ms mean in-process cost / {workers} workers ="
+            f" {limit_s:.2f} s",
             f"pool: {workers} workers, {stats.n_keys:,} distinct keys graded;"
             f" pool start + warm-up {start_s:.2f} s not counted",
             f"{n_correct / len(pairs):.3f} of samples correct",
@@ -330,7 +367,7 @@ def measure_planning(configs: list[str] | None = None) -> Measurement:
 
 SIZES: dict[str, dict[str, dict[str, int]]] = {
     "full": {
-        "grading": {"n_problems": 500, "n_samples": 256, "baseline_n": 2000},
+        "grading": {"n_problems": 500, "n_samples": 256, "baseline_n": 2000, "limit_target": 1.5},
         "pass@k": {"n_problems": 3906, "n_samples": 256, "baseline_problems": 3906},
         "sampling": {"n": 16, "prompts_per_call": 16, "calls": 4, "baseline_completions": 128, "max_new": 32},
         "planning": {},  # the paper configs (see paper_configs), or --plan-config

@@ -37,7 +37,7 @@ from quagmire.data.text import canonical, clean_text, dedup_key, grams, key_of_c
 from quagmire.errors import QuagmireError
 from quagmire.io import write_json, write_parquet
 from quagmire.provenance import file_record, package_versions
-from quagmire.verify_pool import GOLD_INVALID, TIMEOUT, GradingPool
+from quagmire.verify_pool import GOLD_INVALID, GOLD_TIMEOUT, TIMEOUT, GradingPool
 
 STEPS = ("dedup", "gold_parses", "decontaminate", "length")
 AUDIT_COLUMNS = ("problem_id", "source_row", "step", "kept", "reason", "detail")
@@ -104,7 +104,11 @@ def gold_drops(answers: Sequence[Any], pool: GradingPool) -> list[Drop | None]:
     texts = [clean_text(answer)[0] for answer in answers]
     present = [i for i, text in enumerate(texts) if text is not None]
     verdicts = pool.grade([(texts[i], "") for i in present]) if present else []
-    status = {i: verdict.status for i, verdict in zip(present, verdicts, strict=True)}
+    # The pool checks golds first: a gold that runs out of time is `gold_invalid` with reason `gold_timeout`.
+    status = {
+        i: TIMEOUT if verdict.reason == GOLD_TIMEOUT else verdict.status
+        for i, verdict in zip(present, verdicts, strict=True)
+    }
     drops: list[Drop | None] = []
     for i in range(len(texts)):
         if i not in status:
