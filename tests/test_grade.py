@@ -31,7 +31,6 @@ from quagmire.verify_pool import (
 )
 
 TIMEOUT_S = 2.0
-MARGIN_S = 2.0  # scheduling slack on a loaded 2-core machine; a hang would take minutes
 TOWER = r"\boxed{9^{9^{9^{9}}}}"  # parses instantly; sympy then never finishes comparing it with 5
 
 
@@ -40,6 +39,12 @@ def pool() -> Iterator[GradingPool]:
     with GradingPool(workers=2, timeout_s=TIMEOUT_S) as shared:
         shared.grade([("1", r"\boxed{1}")])  # wait until a worker is up
         yield shared
+
+
+def stopped_by_its_budget(pool: GradingPool, elapsed: float) -> bool:
+    """The call ended through the per-item CPU budget, never the wall-clock backstop: no hang, whatever the load
+    (wall time itself is not asserted: a CPU budget takes longer in wall terms on a busy machine)."""
+    return pool.last_stats.n_backstops == 0 and elapsed < pool.backstop_s
 
 
 def timed_grade(pool: GradingPool, pairs: list[tuple[str, str]]) -> tuple[list[Verdict], float]:
@@ -159,7 +164,7 @@ def test_the_pool_agrees_with_in_process_grading(pool: GradingPool):
 )
 def test_hostile_outputs_return_within_the_timeout(pool: GradingPool, completion: str):
     (verdict,), elapsed = timed_grade(pool, [("5", completion)])
-    assert elapsed < TIMEOUT_S + MARGIN_S
+    assert stopped_by_its_budget(pool, elapsed)
     assert verdict.status in STATUSES
     assert not verdict.correct
 
@@ -176,7 +181,7 @@ def test_model_text_that_reads_like_code_is_never_executed(pool: GradingPool, tm
         rf"\boxed{{\text{{{payload}}}}}",
     ]
     verdicts, elapsed = timed_grade(pool, [("5", c) for c in completions])
-    assert elapsed < TIMEOUT_S + MARGIN_S
+    assert stopped_by_its_budget(pool, elapsed)
     assert not any(v.correct for v in verdicts)
     assert not marker.exists()
     assert not grade_one("5", completions[0]).correct and not marker.exists()
@@ -186,7 +191,7 @@ def test_a_hung_item_times_out_alone_and_the_pool_keeps_grading(pool: GradingPoo
     pairs = [("7", rf"\boxed{{{i}}}") for i in range(20)]
     pairs[3] = ("5", TOWER)  # mid-batch: the items queued behind it must be re-dispatched, not lost
     verdicts, elapsed = timed_grade(pool, pairs)
-    assert elapsed < TIMEOUT_S + MARGIN_S + 2.0  # plus restarting a worker
+    assert stopped_by_its_budget(pool, elapsed)
     assert verdicts[3] == Verdict(extracted="9^{9^{9^{9}}}", status=TIMEOUT, correct=False)
     expected = [INCORRECT] * 20
     expected[3], expected[7] = TIMEOUT, CORRECT
