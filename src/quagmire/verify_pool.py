@@ -177,6 +177,23 @@ def prepared_pair(gold: Any, completion: Any) -> tuple[str, str, str | None]:
     return answers.gold_text(answers.as_text(gold)), answer_text, boxed
 
 
+def _prepared_pairs(pairs: Sequence[Pair]) -> list[tuple[str, str, str | None]]:
+    """`prepared_pair` of every pair, each distinct (gold, completion) prepared once: short answers repeat a lot
+    among n samples of one problem, and the parent's text preparation competes with the workers for the CPUs."""
+    memo: dict[tuple[Any, Any], tuple[str, str, str | None]] = {}
+    out = []
+    for gold, completion in pairs:
+        try:
+            prepared = memo.get((gold, completion))
+        except TypeError:  # a chat completion (a list of messages) is not hashable: prepare it as it comes
+            out.append(prepared_pair(gold, completion))
+            continue
+        if prepared is None:
+            prepared = memo[(gold, completion)] = prepared_pair(gold, completion)
+        out.append(prepared)
+    return out
+
+
 def grade_one(gold: str, completion: str) -> Verdict:
     """Grade one completion in this process with no time limit; untrusted model text goes to `GradingPool`."""
     gold_text, answer_text, boxed = prepared_pair(gold, completion)
@@ -486,9 +503,7 @@ class GradingPool:
         """`grade`, with the pool's lock held."""
         if self._closed:
             raise QuagmireError("the grading pool is closed")
-        prepared = [
-            prepared_pair(gold, completion) for gold, completion in pairs
-        ]
+        prepared = _prepared_pairs(pairs)
         golds = list(dict.fromkeys(gold for gold, _, _ in prepared))
         counters = _Counters()
         gold_reasons = self._check_golds(golds, counters)
@@ -511,12 +526,17 @@ class GradingPool:
             n_backstops=counters.backstops,
         )
         verdicts = []
+        made: dict[tuple[int, str, str | None], Verdict] = {}  # frozen: equal samples share one verdict object
         for key, (gold, _, boxed) in zip(pair_keys, prepared, strict=True):
-            if key < 0:
-                verdicts.append(dataclasses.replace(_verdict(GOLD_INVALID, boxed, None), reason=gold_reasons[gold]))
-            else:
-                status, extracted = outcomes[key]
-                verdicts.append(_verdict(status, boxed, extracted))
+            verdict = made.get((key, gold, boxed))
+            if verdict is None:
+                if key < 0:
+                    verdict = dataclasses.replace(_verdict(GOLD_INVALID, boxed, None), reason=gold_reasons[gold])
+                else:
+                    status, extracted = outcomes[key]
+                    verdict = _verdict(status, boxed, extracted)
+                made[(key, gold, boxed)] = verdict
+            verdicts.append(verdict)
         return verdicts
 
     def _check_golds(self, golds: list[str], counters: _Counters) -> dict[str, str | None]:
