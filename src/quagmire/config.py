@@ -162,15 +162,23 @@ def paper_schema(schema: Mapping[str, Any] | None = None) -> dict[str, Any]:
     return {**root["$defs"]["paper"], "$defs": root["$defs"]}
 
 
-def _deref(root: Mapping[str, Any], sub: Mapping[str, Any]) -> Mapping[str, Any]:
-    """`sub` with a local `$ref` (into `root`) replaced by its target; `sub`'s own keywords win."""
-    ref = sub.get("$ref", "")
+def ref_target(root: Mapping[str, Any], ref: str) -> Mapping[str, Any]:
+    """The node a local `$ref` ("#/$defs/...") points at in `root` (the one reader of references: validation,
+    default filling and the config reference all follow them the same way)."""
     if not ref.startswith("#/"):
-        return sub
+        raise QuagmireError(f"the config schema may only use local references (got {ref!r})")
     target: Any = root
     for part in ref[2:].split("/"):
         target = target[part]
-    return {**target, **{k: v for k, v in sub.items() if k != "$ref"}}
+    return target
+
+
+def _deref(root: Mapping[str, Any], sub: Mapping[str, Any]) -> Mapping[str, Any]:
+    """`sub` with a local `$ref` (into `root`) replaced by its target; `sub`'s own keywords win."""
+    ref = sub.get("$ref", "")
+    if not ref:
+        return sub
+    return {**ref_target(root, ref), **{k: v for k, v in sub.items() if k != "$ref"}}
 
 
 def _default_filler(root: Mapping[str, Any]) -> Any:

@@ -15,6 +15,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from quagmire.config import ref_target
+
 REGENERATE = "python -m quagmire.config_doc > config/README.md"
 
 
@@ -34,12 +36,7 @@ def resolve(node: Mapping[str, Any], root: Mapping[str, Any]) -> dict[str, Any]:
     ref = node.get("$ref")
     if not ref:
         return dict(node)
-    if not ref.startswith("#/"):
-        raise ValueError(f"only local references are documented, got {ref!r}")
-    target: Any = root
-    for part in ref[2:].split("/"):
-        target = target[part]
-    base = resolve(target, root)
+    base = resolve(ref_target(root, ref), root)
     merged = {**base, **{k: v for k, v in node.items() if k != "$ref"}}
     if "properties" in node and "properties" in base:
         own = node["properties"]
