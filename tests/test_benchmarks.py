@@ -35,6 +35,9 @@ EXPECTED_ROWS = {
     "gsm8k": 1319,
 }
 MIN_GOLD_AGREEMENT = 0.99  # share of worked solutions whose boxed answer must grade correct against the gold
+# Golds math-verify cannot parse (README, "Grading"): their problems are gold_invalid, excluded from every
+# denominator, so they are counted apart from the agreement and pinned here (math-verify is pinned too).
+GOLD_INVALID = {"math500": 0, "minerva_math": 6, "gsm8k": 0}
 
 
 def _shared_file(name: str) -> Path:
@@ -81,26 +84,35 @@ def test_shared_golds_read_as_their_sources_store_them() -> None:
     assert minerva["answer"].iloc[0] == "1.6"
 
 
-def _gold_agreement(pool: GradingPool, frame: pd.DataFrame) -> tuple[float, list[tuple[str, str, str | None, str]]]:
-    """Share of rows whose gold solution grades correct against the gold answer, and the exceptions."""
+def _gold_agreement(
+    pool: GradingPool, frame: pd.DataFrame
+) -> tuple[float, list[tuple[str, str, str | None, str]], list[str]]:
+    """Share of gradable rows whose gold solution grades correct against the gold, the exceptions, the invalid golds.
+
+    A gold math-verify cannot parse makes its problem ``gold_invalid`` and leaves every denominator (issue 10,
+    item 5), so it leaves this one too and is reported apart.
+    """
     verdicts = pool.grade(list(zip(frame["answer"], frame["gold_solution"], strict=True)))
+    invalid = [pid for pid, v in zip(frame["problem_id"], verdicts, strict=True) if v.status == "gold_invalid"]
     misses = [
         (pid, answer, verdict.extracted, verdict.status)
         for pid, answer, verdict in zip(frame["problem_id"], frame["answer"], verdicts, strict=True)
-        if not verdict.correct
+        if not verdict.correct and verdict.status != "gold_invalid"
     ]
-    return 1 - len(misses) / len(frame), misses
+    return 1 - len(misses) / (len(frame) - len(invalid)), misses, invalid
 
 
 @pytest.mark.slow  # grades every gold solution of three whole benchmark files (~2,000) through math-verify
 @pytest.mark.parametrize("name", ["math500", "minerva_math", "gsm8k"])
 def test_gold_solutions_grade_correct_against_gold_answers(pool: GradingPool, name: str) -> None:
     frame, _ = load_benchmark(name, _shared_file(name))
-    rate, misses = _gold_agreement(pool, frame)
-    print(f"{name}: gold agreement {rate:.4f}; exceptions (problem_id, answer, extracted, status):")
+    rate, misses, invalid = _gold_agreement(pool, frame)
+    print(f"{name}: gold agreement {rate:.4f}; gold_invalid {invalid}")
+    print("exceptions (problem_id, answer, extracted, status):")
     for miss in misses:
         print("  ", miss)
     assert rate >= MIN_GOLD_AGREEMENT
+    assert len(invalid) == GOLD_INVALID[name]
 
 
 def test_malformed_rows_are_dropped_and_counted_not_fatal(tmp_path: Path) -> None:
