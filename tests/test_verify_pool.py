@@ -25,6 +25,7 @@ from quagmire.verify_pool import (
     TIMEOUT,
     GradingPool,
     _cpu_clock,
+    _WorkQueue,
     grade_one,
 )
 
@@ -234,3 +235,24 @@ def test_a_pair_is_not_charged_for_parsing_a_gold_its_worker_had_not_seen(pool: 
     verdicts = pool.grade([(gold, rf"\boxed{{{i}/{i + 1}}}") for i, gold in enumerate(golds)])
     assert all(v.status == CORRECT for v in verdicts)
     assert pool.last_stats.n_golds == 40 and pool.last_stats.n_timeouts == 0
+
+
+# --------------------------------------------------------------------------- which worker gets which item
+
+
+def test_a_golds_pairs_go_to_the_worker_that_parsed_it_and_idle_workers_help_last() -> None:
+    """The work queue's dispatch rules, without processes: own golds first, then unclaimed ones (claimed on
+    the way), then the tail of the largest group rather than idling; a dead worker's items come back first."""
+    a, b = object(), object()  # stand-ins for two workers: the queue only compares identities
+    items = [("g1", "x"), ("g1", "y"), ("g2", "x"), ("g3", "x"), ("g3", "y"), ("g3", "z"), ("g1", "z")]
+    owners: dict = {"g3": b}  # b parsed g3 in the golds round
+    queue = _WorkQueue(items, owners)  # type: ignore[arg-type]
+    assert len(queue) == 7
+    assert queue.take(a, 2) == [0, 1]  # a owns nothing yet: the first unclaimed gold, g1, now a's
+    assert owners["g1"] is a
+    assert queue.take(b, 2) == [3, 4]  # b's own g3 first
+    assert queue.take(a, 3) == [6, 2]  # the rest of a's g1, then the unclaimed g2
+    assert queue.take(a, 3) == [5]  # nothing of a's or unclaimed left: it helps b from the tail of g3
+    assert len(queue) == 0 and queue.take(b, 3) == []
+    queue.put_back([4, 5])  # b died holding these
+    assert len(queue) == 2 and queue.take(a, 5) == [4, 5]

@@ -76,6 +76,7 @@ _BACKSTOP_FACTOR = 2.0  # an orphaned worker is ended by the kernel after 2 * ti
 _BACKSTOP_WALL_FACTOR = 10.0  # wall-clock backstop per item: max(10 * timeout_s, timeout_s + 60 s)
 _BACKSTOP_WALL_EXTRA_S = 60.0
 _MIN_WAIT_S = 0.002  # shortest sleep of the parent between looks at its busy workers
+_LOOK_S = 0.005  # the parent's look at workers that all have work queued (a batch is ~32 items, >= ~10 ms)
 _GOLD_CACHE_SIZE = 4096  # parsed golds kept per worker (a benchmark has few distinct golds)
 _PR_SET_PDEATHSIG = 1  # linux prctl option: signal this process when its parent dies
 
@@ -414,6 +415,60 @@ def _worker_context() -> Any:
     return ctx
 
 
+class _WorkQueue:
+    """Items waiting for a worker, grouped by gold, so that a gold's pairs go to the worker that parsed it.
+
+    A worker parses each gold once and keeps it (the golds round parses every gold, so without affinity about half
+    of the golds would be parsed a second time by the other worker). `owners` maps a gold text to the worker that
+    holds it parsed; it is the pool's, so it outlives one round. A free worker takes, in order: items of its own
+    golds; items of an unclaimed gold (which it then claims); else, rather than idle, the tail of the largest
+    group left (the only case in which a gold is parsed twice).
+    """
+
+    def __init__(self, items: list[tuple[str, str | None]], owners: dict[str, _Worker]) -> None:
+        self._items = items
+        self._owners = owners
+        self._groups: dict[str, deque[int]] = {}
+        for index, (gold, _) in enumerate(items):
+            self._groups.setdefault(gold, deque()).append(index)
+        self._size = len(items)
+
+    def __len__(self) -> int:
+        return self._size
+
+    def take(self, worker: _Worker, size: int) -> list[int]:
+        """Up to `size` items for `worker`."""
+        batch: list[int] = []
+        for claimed in (True, False):
+            for gold in list(self._groups):
+                if len(batch) >= size:
+                    break
+                owner = self._owners.get(gold)
+                if (owner is worker) if claimed else (owner is None):
+                    self._owners[gold] = worker
+                    group = self._groups[gold]
+                    while group and len(batch) < size:
+                        batch.append(group.popleft())
+                    if not group:
+                        del self._groups[gold]
+        if not batch and self._groups:  # everything left belongs to busy workers: help with the largest group
+            gold = max(self._groups, key=lambda g: len(self._groups[g]))
+            group = self._groups[gold]
+            while group and len(batch) < size:
+                batch.append(group.pop())
+            if not group:
+                del self._groups[gold]
+            batch.reverse()
+        self._size -= len(batch)
+        return batch
+
+    def put_back(self, items: Sequence[int]) -> None:
+        """Return items a dead worker held, ahead of the rest of their golds' items."""
+        for index in reversed(items):
+            self._groups.setdefault(self._items[index][0], deque()).appendleft(index)
+        self._size += len(items)
+
+
 class GradingPool:
     """Long-lived math-verify workers with a hard per-item CPU-time limit; use as a context manager.
 
@@ -456,6 +511,7 @@ class GradingPool:
         self._ctx = _worker_context()
         self._workers: list[_Worker | None] = [None] * workers
         self._golds: dict[str, str | None] = {}  # gold text -> None (valid) or the reason it is invalid
+        self._owners: dict[str, _Worker] = {}  # gold text -> the worker that holds it parsed (see _WorkQueue)
         self._closed = False
         self._lock = threading.Lock()  # one grade() at a time: the workers' pipes carry one conversation
         self._ensure_workers()
@@ -572,7 +628,9 @@ class GradingPool:
         """
         outcomes: list[tuple[str, str | None] | None] = [None] * len(items)
         counters.backstopped = set()
-        pending: deque[int] = deque(range(len(items)))
+        if len(self._owners) > _GOLD_CACHE_SIZE:  # the workers' gold caches are cleared as often
+            self._owners.clear()
+        pending = _WorkQueue(items, self._owners)
         remaining = len(items)
         counters.restarts += self._ensure_workers()
         crashes: dict[int, int] = {}  # item -> times a worker died (not timed out) while on it
@@ -598,9 +656,11 @@ class GradingPool:
                     if cause == "backstop":
                         counters.backstops += 1
                         counters.backstopped.add(item)
-            pending.extendleft(reversed(worker.inflight))
+            pending.put_back(list(worker.inflight))
             worker.inflight.clear()
             worker.kill()
+            for gold in [gold for gold, owner in self._owners.items() if owner is worker]:
+                del self._owners[gold]  # its parsed golds died with it
             self._workers[slot] = self._new_worker()
             counters.restarts += 1
 
@@ -655,20 +715,31 @@ class GradingPool:
                 n_workers = len(self._workers)
                 for slot, worker in enumerate(self._workers):
                     assert worker is not None
-                    if worker.ready and not worker.inflight and pending:
-                        size = min(_MAX_BATCH, max(1, math.ceil(len(pending) / n_workers)))
-                        batch = [pending.popleft() for _ in range(min(size, len(pending)))]
+                    size = min(_MAX_BATCH, max(1, math.ceil(len(pending) / n_workers)))
+                    # Double-buffered: a worker holds its next batch before it finishes this one, so it never waits
+                    # for the parent, and the parent need not wake for every result (see the look below).
+                    if worker.ready and len(worker.inflight) <= size and pending:
+                        idle = not worker.inflight
+                        batch = pending.take(worker, size)
                         worker.inflight.extend(batch)
-                        worker.item_started_at = time.monotonic()
-                        worker.item_cpu = worker.last_cpu  # an idle worker spends no CPU: its item starts here
+                        if idle:
+                            worker.item_started_at = time.monotonic()
+                            worker.item_cpu = worker.last_cpu  # an idle worker spends no CPU: its item starts here
                         try:
                             worker.conn.send([(item, *items[item]) for item in batch])
-                        except OSError:  # it died while idle: nothing to blame
-                            replace(slot, cause="idle")
+                        except OSError:  # it died: while idle, nothing to blame; else `drain` finds it dead
+                            if idle:
+                                replace(slot, cause="idle")
                 now = time.monotonic()
                 live = [w for w in self._workers if w is not None]
                 first = min(wait_s(w, now) for w in live)
-                wait([w.conn for w in live], timeout=None if math.isinf(first) else max(_MIN_WAIT_S, first))
+                if all(w.ready and w.inflight for w in live):
+                    # Every worker is busy with work queued behind its current item: look again after a short
+                    # quantum (or sooner, when a budget may run out) instead of on every result. Results wait in
+                    # the pipes; their CPU stamps keep every budget exact, only a kill comes up to _LOOK_S later.
+                    time.sleep(max(_MIN_WAIT_S, min(_LOOK_S, first)))
+                else:
+                    wait([w.conn for w in live], timeout=None if math.isinf(first) else max(_MIN_WAIT_S, first))
                 # CPU times are read before the pipes are drained: a stamp read after is at least as late, so an
                 # item is never charged CPU time spent before it began (at worst its check waits a round).
                 cpu_now = {slot: w.cpu_seconds() for slot, w in enumerate(self._workers) if w and w.inflight}
