@@ -163,6 +163,25 @@ def test_a_float_gold_column_of_a_parquet_benchmark_reads_plain(tmp_path: Path) 
     assert pd.read_parquet(out)["answer"].tolist() == PLAIN
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_a_narrow_float_gold_column_keeps_its_own_digits(dtype: str, tmp_path: Path) -> None:
+    """Arrow widens float32 cells to Python floats: 0.3 would be written 0.30000001192092896 and graded
+    against `\\boxed{0.3}` as a different number. Read at the column's own precision, it is 0.3."""
+    golds = np.array([0.3, 0.125, 1e-3 if dtype == "float16" else 1e-7], dtype=dtype)
+    plain = ["0.3", "0.125", "0.001" if dtype == "float16" else "0.0000001"]
+    path = tmp_path / "narrow.parquet"
+    pd.DataFrame({"problem": ["a", "b", "c"], "answer": golds}).to_parquet(path)
+    out = tmp_path / "out.parquet"
+    assert main(["benchmark", "--name", "aime25", "--settings", json.dumps({"path": str(path)}),
+                 "--out", str(out)]) == 0
+    assert pd.read_parquet(out)["answer"].tolist() == plain
+    raw = tmp_path / "raw.parquet"
+    settings = {"name": "deepscaler", "path": str(path)}
+    assert main(["source", "--kind", "rl", "--settings", json.dumps(settings), "--out", str(raw)]) == 0
+    assert pd.read_parquet(raw)["answer"].tolist() == plain
+    assert spec.plain(golds) == list(golds) and type(spec.plain(golds[0])) is golds.dtype.type  # kept narrow
+
+
 def test_numeric_training_golds_through_quagmire_source_and_the_grpo_reward(tmp_path: Path, pool) -> None:
     source = tmp_path / "rl.parquet"
     pd.DataFrame({"problem": ["a", "b", "c"], "answer": GOLDS}).to_parquet(source)

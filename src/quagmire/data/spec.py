@@ -214,11 +214,26 @@ def read_parquet_rows(path: Path, limit: int | None = None) -> Iterator[Record]:
 
     count = 0
     for batch in pq.ParquetFile(path).iter_batches(batch_size=PARQUET_BATCH):
-        for row in batch.to_pylist():
+        narrow = _narrow_float_columns(batch.schema)
+        rows = batch.to_pylist()
+        for name, dtype in narrow.items():  # Arrow widens float32 cells to Python floats: 0.3 would read 0.30000001…
+            for row in rows:
+                if row.get(name) is not None:
+                    row[name] = dtype(row[name])  # exact: a float32 survives the round trip through float64
+        for row in rows:
             if limit is not None and count >= limit:
                 return
             count += 1
             yield row
+
+
+def _narrow_float_columns(schema: Any) -> dict[str, Any]:
+    """Top-level float16/float32 columns of an Arrow schema -> the numpy type that keeps their digits."""
+    import numpy as np
+    import pyarrow as pa
+
+    types = {pa.float16(): np.float16, pa.float32(): np.float32}
+    return {field.name: types[field.type] for field in schema if field.type in types}
 
 
 def local_records(path: Path, what: str, limit: int | None = None) -> Iterator[Record]:
@@ -254,13 +269,30 @@ def hub_records(spec: DataSpec, limit: int | None = None) -> Iterator[Record]:
             dataset = datasets.load_dataset(
                 spec.hub_id, name=spec.config, split=spec.split, revision=spec.revision, streaming=True
             ).take(limit)
+        narrow = _narrow_float_features(getattr(dataset, "features", None))
         for batch in dataset.iter(batch_size=HUB_BATCH):  # a stream can fail midway, hence inside the try
             columns = list(batch)
             n_rows = len(batch[columns[0]]) if columns else 0
             for i in range(n_rows):
-                yield {column: batch[column][i] for column in columns}
+                row = {column: batch[column][i] for column in columns}
+                for name, dtype in narrow.items():  # as in `read_parquet_rows`: keep a float32 gold's digits
+                    if row.get(name) is not None:
+                        row[name] = dtype(row[name])
+                yield row
     except Exception as error:  # the hub raises many types; the user needs the one line
         raise QuagmireError(f"{spec.where}: cannot load {spec.origin(None)} split {spec.split}: {error}") from error
+
+
+def _narrow_float_features(features: Any) -> dict[str, Any]:
+    """Top-level float16/float32 features of a hub data set -> the numpy type that keeps their digits."""
+    import numpy as np
+
+    types = {"float16": np.float16, "float32": np.float32}
+    return {
+        name: types[feature.dtype]
+        for name, feature in (features or {}).items()
+        if getattr(feature, "dtype", None) in types
+    }
 
 
 # --------------------------------------------------------------------------- cell values and answer text
@@ -272,7 +304,14 @@ def is_missing(value: Any) -> bool:
 
 
 def plain(value: Any) -> Any:
-    """A numpy array or scalar (pandas cells) as its Python value; anything else as is."""
+    """A numpy array or scalar (pandas cells) as its Python value; anything else as is.
+
+    Except float16/float32 values, which stay numpy scalars (an array becomes a list of them): as Python floats
+    they would widen to float64 and a gold `0.3` would be written `0.30000001192092896` (`number_text`).
+    """
+    dtype = getattr(value, "dtype", None)
+    if dtype is not None and dtype.kind == "f" and dtype.itemsize < 8:
+        return list(value) if getattr(value, "ndim", 0) else value
     return value.tolist() if hasattr(value, "tolist") and not isinstance(value, (str, bytes)) else value
 
 
