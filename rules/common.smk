@@ -31,6 +31,7 @@ try:
         config,
         source="the merged config (config/config.yaml or --configfile, and --config)",
         search=[workflow.basedir],
+        files=workflow.configfiles,
     )
 except QuagmireError as _err:
     raise WorkflowError(str(_err)) from None

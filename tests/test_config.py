@@ -325,7 +325,7 @@ def test_unpinned_hub_inputs_are_listed_by_their_config_entry(schema):
     config = validate_config({
         "study": "t",
         "base_model": {"source": "hub", "hub_id": "org/m", "revision": "a" * 40},
-        "data": {"source": "hub", "sft": {"name": "nemotron_math", "revision": "main"},
+        "data": {"source": "hub", "sft": {"name": "nemotron_math"},
                  "rl": [{"name": "math_train", "path": "m.jsonl"}, {"name": "deepscaler"}]},
         "eval": {"benchmarks": {"aime25": {}, "math500": {"path": "x.jsonl"}}},
     }, schema)

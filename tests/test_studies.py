@@ -67,7 +67,7 @@ def test_an_inline_study_extends_a_file_and_its_own_keys_win():
         ({"paper": "p", "studies": [{"extends": "config/smoke.yaml", "study": "b", "eval": {"nn": 1}}]},
          "studies[0] (extends config/smoke.yaml): unknown key eval.nn"),
         ({"paper": "p", "studies": [{"study": "x", "world": {"benchmarks": {"gsm8k": {"size": 4}}}},
-                                    {"study": "y", "eval": {"benchmarks": {"gsm8k": {"path": "g.jsonl"}}}}]},
+                                    {"study": "y", "eval": {"benchmarks": {"gsm8k": {}}}}]},
          "benchmark name 'gsm8k' is a world benchmark in study 'x' and a registry benchmark"),
     ],
 )

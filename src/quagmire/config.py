@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import math
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from quagmire import REPO
 from quagmire.errors import QuagmireError
 
 SCHEMA_PATH = REPO / "config" / "schema.yaml"
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the C parser where PyYAML has one
 
 
 def load_schema(path: str | Path | None = None) -> dict[str, Any]:
@@ -27,7 +29,26 @@ def load_schema(path: str | Path | None = None) -> dict[str, Any]:
     schema_path = Path(path) if path else SCHEMA_PATH
     if not schema_path.exists():
         raise QuagmireError(f"config schema not found at {schema_path}")
-    return yaml.load(schema_path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    return yaml.load(schema_path.read_text(), Loader=_LOADER)
+
+
+@functools.lru_cache(maxsize=1)
+def _validator_class() -> Any:
+    """Draft 2020-12 with two stricter types: an `integer` is never a float (YAML `4.0` for a count would reach
+    `range()` or a file name as 4.0), and a `number` is finite (`.nan` passes every bound, since any comparison
+    with NaN is false, and `.inf` is no learning rate or size)."""
+    from jsonschema import Draft202012Validator, validators
+
+    def is_integer(checker: Any, instance: Any) -> bool:
+        return isinstance(instance, int) and not isinstance(instance, bool)
+
+    def is_number(checker: Any, instance: Any) -> bool:
+        if isinstance(instance, bool) or not isinstance(instance, (int, float)):
+            return False
+        return not isinstance(instance, float) or math.isfinite(instance)
+
+    checker = Draft202012Validator.TYPE_CHECKER.redefine_many({"integer": is_integer, "number": is_number})
+    return validators.extend(Draft202012Validator, type_checker=checker)
 
 
 def _key_path(parts: Any) -> str:
@@ -40,6 +61,13 @@ def _key_path(parts: Any) -> str:
 _RESERVED = {
     "sft.recipes": " (letters, digits, _; 'base' is reserved for RL from the base model)",
     "world.benchmarks": " (letters, digits, _; not a pool name: sft, heldout, rl)",
+}
+
+
+_PATTERNS = {  # what a key's `pattern` means, for its error (the regex itself says little to a user)
+    "revision": "a commit (40 lowercase hex digits); a branch or tag moves under a finished study",
+    "study": "a folder name: letters, digits, _ . - (not starting with . or -); it names results/<study>/",
+    "paper": "a folder name: letters, digits, _ . - (not starting with . or -); it names results/<paper>/",
 }
 
 
@@ -73,7 +101,39 @@ def _describe(error: Any, at: Sequence[str] = ()) -> str:
     if "propertyNames" in error.schema_path:
         return f"{where}: {json.dumps(error.instance)} is not an allowed name here{_RESERVED.get(where, '')}"
     got = json.dumps(error.instance) if not isinstance(error.instance, Mapping) else "an object"
+    if error.validator == "type" and isinstance(error.instance, float):
+        if not math.isfinite(error.instance):
+            return f"{where}: must be a finite number (got {got})"
+        if "integer" in error.validator_value:
+            written = " written without a decimal point" if error.instance.is_integer() else ""
+            return f"{where}: must be a whole number{written} (got {got})"
+    if error.validator == "pattern" and parts and parts[-1] in _PATTERNS:
+        return f"{where}: {got} is not {_PATTERNS[parts[-1]]}"
+    if error.validator == "uniqueItems":
+        return f"{where}: lists a value more than once (got {got})"
     return f"{where}: {error.message} (got {got})"
+
+
+def _non_text_key(value: Any, at: tuple[Any, ...]) -> str | None:
+    """The first mapping key that is not text (YAML reads `2048:` or `true:` as a number or a bool), described.
+
+    Why: every key of a config is a name (a recipe, a benchmark, a setting); a JSON schema checks the names of
+    strings only, so a number key would pass unchecked and later break sorting and file names.
+    """
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                written = json.dumps(key, default=str)
+                return f"{_key_path(at)}: key {written} is not text; quote it (\"{written}\") or rename it"
+            found = _non_text_key(item, (*at, key))
+            if found:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _non_text_key(item, (*at, index))
+            if found:
+                return found
+    return None
 
 
 def validate_config(
@@ -93,17 +153,19 @@ def filled(
     `at` is where `config` sits in a study config (e.g. ("data", "filters") for that section alone), so an error
     names the key as a config file would.
     """
-    from jsonschema import Draft202012Validator
-
+    validator = _validator_class()
     schema = dict(schema)
     resolved = copy.deepcopy(dict(config))
+    problem = _non_text_key(resolved, tuple(at))
+    if problem:
+        raise QuagmireError(f"config error in {source}: {problem}")
     # Report problems on what the user wrote first: filled-in defaults can never be the culprit.
-    errors = sorted(Draft202012Validator(schema).iter_errors(resolved), key=lambda e: list(e.absolute_path))
+    errors = sorted(validator(schema).iter_errors(resolved), key=lambda e: list(e.absolute_path))
     if errors:
         raise QuagmireError(f"config error in {source}: {_describe(errors[0], at)}")
     for _ in _default_filler(schema)(schema).iter_errors(resolved):  # fills defaults in place; already valid
         pass
-    errors = list(Draft202012Validator(schema).iter_errors(resolved))
+    errors = list(validator(schema).iter_errors(resolved))
     if errors:  # a default in the schema itself is invalid: a bug in the project, not in the user's config
         raise QuagmireError(f"schema default invalid: {_describe(errors[0], at)}")
     return resolved
@@ -183,7 +245,9 @@ def _deref(root: Mapping[str, Any], sub: Mapping[str, Any]) -> Mapping[str, Any]
 
 def _default_filler(root: Mapping[str, Any]) -> Any:
     """A validator class that fills `default`s (following local `$ref`s into `root`) while it descends."""
-    from jsonschema import Draft202012Validator, validators
+    from jsonschema import validators
+
+    strict = _validator_class()
 
     def properties(validator: Any, props: Mapping[str, Any], instance: Any, schema: Any) -> Any:
         if isinstance(instance, dict):
@@ -191,9 +255,9 @@ def _default_filler(root: Mapping[str, Any]) -> Any:
                 sub = _deref(root, sub)
                 if name not in instance and "default" in sub:
                     instance[name] = copy.deepcopy(sub["default"])
-        yield from Draft202012Validator.VALIDATORS["properties"](validator, props, instance, schema)
+        yield from strict.VALIDATORS["properties"](validator, props, instance, schema)
 
-    return validators.extend(Draft202012Validator, {"properties": properties})
+    return validators.extend(strict, {"properties": properties})
 
 
 def _filter_bounds(filters: Mapping[str, Any]) -> str | None:
@@ -204,9 +268,55 @@ def _filter_bounds(filters: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _extra_ks_within_n(evaluation: Mapping[str, Any]) -> str | None:
+    """pass@k is defined for k <= n only: a larger extra k would silently never be reported."""
+    n = evaluation["n"]
+    above = [k for k in evaluation["extra_ks"] if k > n]
+    if above:
+        return f"eval.extra_ks: {above[0]} is larger than eval.n ({n}); pass@k needs k <= n samples per problem"
+    return None
+
+
 # Cross-key rules of one section (what a JSON schema cannot state): checked for a study config and for the same
 # section given to the library (`settings_for`), with one message, key path first.
-SECTION_RULES: dict[str, Callable[[Mapping[str, Any]], str | None]] = {"data.filters": _filter_bounds}
+SECTION_RULES: dict[str, Callable[[Mapping[str, Any]], str | None]] = {
+    "data.filters": _filter_bounds,
+    "eval": _extra_ks_within_n,
+}
+
+
+def measured_ks(n: int, extra_ks: Sequence[int]) -> list[int]:
+    """The k whose pass@k a study reports with n samples per problem: 1, 2, 4, ... up to n, n, and each extra k
+    up to n (the rule of `quagmire.eval.metrics.ks_for`, stated here without importing the scoring stack into
+    every job that reads a config; a test keeps the two equal)."""
+    powers = [1 << i for i in range(n.bit_length()) if 1 << i <= n]
+    return sorted({n, *powers, *(k for k in extra_ks if 1 <= k <= n)})
+
+
+def _k_large_measured(config: Mapping[str, Any]) -> str | None:
+    """`analysis.k_large` must be a k whose pass@k the study measures, or the analysis job fails after every
+    model was trained and sampled (pass@k for k > n is undefined)."""
+    k_large, evaluation = config["analysis"]["k_large"], config["eval"]
+    if k_large is None:
+        return None
+    n = evaluation["n"]
+    if k_large > n:
+        return (f"analysis.k_large: {k_large} is larger than eval.n ({n}); pass@k needs k <= n samples per "
+                "problem")
+    measured = measured_ks(n, evaluation["extra_ks"])
+    if k_large not in measured:
+        return (f"analysis.k_large: pass@{k_large} is not measured (k measured with eval.n = {n}: "
+                f"{', '.join(map(str, measured))}); add {k_large} to eval.extra_ks or pick one of those")
+    return None
+
+
+def _base_model_source(config: Mapping[str, Any]) -> str | None:
+    """A hub base model needs somewhere to come from."""
+    model = config["base_model"]
+    if model["source"] == "hub" and "hub_id" not in model and "path" not in model:
+        return ("base_model: source 'hub' needs base_model.hub_id (with a pinned revision) or base_model.path "
+                "(a local snapshot folder)")
+    return None
 
 
 def _check_semantics(config: Mapping[str, Any], source: str) -> None:
@@ -238,13 +348,20 @@ def _check_semantics(config: Mapping[str, Any], source: str) -> None:
         if "sft" not in data or not data["rl"]:
             fail("data.source 'hub' needs data.sft (the SFT dataset) and at least one data.rl entry")
         names = [entry["name"] for entry in data["rl"]]
-        if len(set(names)) != len(names):
-            fail(f"data.rl names must be unique (got {names}); each is one file under data/raw/")
-        return
-    pool = config["world"]["pools"]["sft"]["size"]
-    for name, recipe in config["sft"]["recipes"].items():
-        if recipe["n"] > pool:
-            fail(f"sft.recipes.{name}.n = {recipe['n']} is larger than the SFT pool (world.pools.sft.size = {pool})")
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            fail(f"data.rl names must be unique: {twice[0]!r} is listed {names.count(twice[0])} times (got {names}); "
+                 "each is one file under data/raw/")
+    for rule in (_k_large_measured, _base_model_source):
+        problem = rule(config)
+        if problem:
+            fail(problem)
+    if data["source"] == "world":
+        pool = config["world"]["pools"]["sft"]["size"]
+        for name, recipe in config["sft"]["recipes"].items():
+            if recipe["n"] > pool:
+                fail(f"sft.recipes.{name}.n = {recipe['n']} is larger than the SFT pool (world.pools.sft.size = "
+                     f"{pool})")
 
 
 def unpinned_hub_inputs(config: Mapping[str, Any]) -> list[str]:
@@ -264,15 +381,92 @@ def unpinned_hub_inputs(config: Mapping[str, Any]) -> list[str]:
     return [where for where, entry in entries if "path" not in entry and not is_commit(entry.get("revision"))]
 
 
+def _repeated_key(node: Any, at: tuple[Any, ...] = ()) -> str | None:
+    """The first key given twice in one mapping of a composed YAML document, as "key.path (lines a and b)".
+
+    Why: a YAML loader keeps the last of two equal keys without a word, so a benchmark or recipe listed twice
+    (perhaps with different settings) would silently be one of them.
+    """
+    if isinstance(node, yaml.MappingNode):
+        lines: dict[str, int] = {}
+        for key, value in node.value:
+            if not isinstance(key, yaml.ScalarNode) or key.tag == "tag:yaml.org,2002:merge":
+                continue
+            line = key.start_mark.line + 1
+            if key.value in lines:
+                return f"{_key_path([*at, key.value])} is given twice (lines {lines[key.value]} and {line})"
+            lines[key.value] = line
+            found = _repeated_key(value, (*at, key.value))
+            if found:
+                return found
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            found = _repeated_key(item, (*at, index))
+            if found:
+                return found
+    return None
+
+
+def check_repeated_keys(path: str | Path) -> None:
+    """Refuse a YAML config file that gives one key twice in a mapping, naming the key and both lines.
+
+    For files read by someone else's loader too (Snakemake's `--configfile`), which keeps the last silently.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return  # the reader names a missing file
+    try:
+        repeated = _repeated_key(yaml.compose(path.read_text(), Loader=_LOADER))
+    except yaml.YAMLError:
+        return  # the reader reports invalid YAML
+    if repeated:
+        raise QuagmireError(f"config error in {path}: {repeated}; YAML keeps only the last, so give it once")
+
+
+
+def missing_local_files(config: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(config key, message) of every local input of a study that does not exist, relative paths read from the
+    working directory as the jobs read them: the base model's snapshot folder, the hub-format data files and the
+    benchmark files."""
+    missing = []
+    model = config["base_model"]
+    if model["source"] == "hub" and "path" in model and not Path(model["path"]).is_dir():
+        missing.append(("base_model.path", f"folder not found: {model['path']}"))
+    entries: list[tuple[str, Mapping[str, Any]]] = []
+    if config["data"]["source"] == "hub":
+        entries.append(("data.sft", config["data"].get("sft", {})))
+        entries += [(f"data.rl[{i}]", entry) for i, entry in enumerate(config["data"]["rl"])]
+    entries += [(f"eval.benchmarks.{name}", entry) for name, entry in sorted(config["eval"]["benchmarks"].items())]
+    missing += [(f"{where}.path", f"file not found: {entry['path']}") for where, entry in entries
+                if "path" in entry and not Path(entry["path"]).is_file()]
+    return missing
+
+
+def check_local_files(config: Mapping[str, Any], source: str) -> None:
+    """Refuse a study whose local input is missing, naming its key, before any job starts (a job would only find
+    out after everything upstream of it ran)."""
+    missing = missing_local_files(config)
+    if missing:
+        key, problem = missing[0]
+        raise QuagmireError(f"config error in {source}: {key}: {problem} (relative paths are read from the "
+                            f"working directory, {Path.cwd()})")
+
+
 def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
-    """A YAML file whose top level is a mapping (an empty file is an empty mapping), or a QuagmireError."""
+    """A YAML file whose top level is a mapping (an empty file is an empty mapping), or a QuagmireError.
+
+    A key given twice in one mapping is an error (`check_repeated_keys`), not the last one silently."""
     path = Path(path)
     if not path.exists():
         raise QuagmireError(f"config file not found: {path}")
     try:
         raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise QuagmireError(f"config error in {path}: not valid YAML ({exc})") from exc
+    except yaml.YAMLError as exc:  # its own text spans several lines; the user needs where and what
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+        raise QuagmireError(f"config error in {path}: not valid YAML{at}: {problem}") from exc
+    check_repeated_keys(path)
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):

@@ -9,6 +9,7 @@ keeps its own folder `results/<study>/`, so a study run alone and the same study
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -17,6 +18,8 @@ from typing import Any
 
 from quagmire.config import (
     REPO,
+    check_local_files,
+    check_repeated_keys,
     deep_merge,
     filled,
     load_schema,
@@ -137,21 +140,32 @@ class Run:
 
 
 def load_run(
-    config: Mapping[str, Any], *, source: str = "config", search: Sequence[str | Path] = ()
+    config: Mapping[str, Any],
+    *,
+    source: str = "config",
+    search: Sequence[str | Path] = (),
+    files: Sequence[str | Path] = (),
 ) -> Run:
     """Validate a study config or a paper config (one with `studies:`) into a `Run`.
 
     Study files named by a paper config are looked up relative to the working directory first, then in each of
-    `search` (the repository, so `config/paper.yaml` works from any working directory).
+    `search` (the repository, so `config/paper.yaml` works from any working directory). `files` are the config
+    files `config` was read from by another loader (Snakemake's): each is read again for a key given twice,
+    which that loader keeps silently. Every study's local input files must exist (a run starts from them).
     """
+    for path in files:
+        check_repeated_keys(path)
     schema = load_schema()
     if "studies" not in config:
         study = validate_config(config, schema, source)
+        _check_inputs(study, source)
         return Run(studies={study["study"]: Study(study["study"], study)})
     paper = filled(config, paper_schema(schema), source)
     studies: dict[str, Study] = {}
     for index, item in enumerate(paper["studies"]):
-        resolved = _study_config(item, f"{source} studies[{index}]", search, schema)
+        where = f"{source} studies[{index}]"
+        resolved = _study_config(item, where, search, schema)
+        _check_inputs(resolved, where)
         name = resolved["study"]
         if name in studies:
             raise QuagmireError(f"config error in {source}: study name {name!r} appears twice in `studies`")
@@ -164,6 +178,47 @@ def load_run(
     run = Run(studies=studies, paper=paper["paper"], plots=paper["plots"])
     _check_benchmark_kinds(run, source)
     return run
+
+
+def _check_inputs(config: Mapping[str, Any], source: str) -> None:
+    """What a run needs of a validated study beyond its schema and cross-key rules: every data set entry resolves
+    to a spec, and every local input exists. Here, not in `quagmire.config`, because resolving a spec needs the
+    data registries, and every job imports the config module (its imports count for each job's env)."""
+    problem = _data_specs(config)
+    if problem:
+        raise QuagmireError(f"config error in {source}: {problem}")
+    check_local_files(config, source)
+
+
+def _data_specs(config: Mapping[str, Any]) -> str | None:
+    """Every `eval.benchmarks` entry (and, for hub data, `data.sft` / `data.rl` entry) resolves to a spec now,
+    not in its job: an unknown registry name, an RL set listed as SFT data or a missing field mapping is named
+    before anything runs. Two entries that resolve to the same data set would evaluate it twice."""
+    from quagmire.data.benchmarks import spec_from_config
+
+    seen: dict[Any, str] = {}
+    for name, entry in sorted(config["eval"]["benchmarks"].items()):
+        try:
+            spec = spec_from_config(name, entry)
+        except QuagmireError as error:
+            return str(error)
+        same = dataclasses.replace(spec, name="")
+        if same in seen:
+            return (f"eval.benchmarks.{name}: the same benchmark as eval.benchmarks.{seen[same]} (same registry "
+                    "entry, source and fields); list it once")
+        seen[same] = name
+    if config["data"]["source"] == "hub" and "sft" in config["data"]:
+        from quagmire.data.sources import KIND_RL, KIND_SFT, source_from_config
+
+        entries = [("data.sft", KIND_SFT, config["data"]["sft"])]
+        entries += [(f"data.rl[{i}]", KIND_RL, entry) for i, entry in enumerate(config["data"]["rl"])]
+        for where, kind, entry in entries:
+            try:
+                source_from_config(entry, kind, where)
+            except QuagmireError as error:
+                return str(error)
+    return None
+
 
 
 def _find(path: str, search: Sequence[str | Path]) -> Path:

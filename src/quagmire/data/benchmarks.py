@@ -358,7 +358,10 @@ def benchmark_to_file(name: str, settings: Mapping[str, Any], out: str | os.Path
     import logging
 
     spec = spec_from_config(name, settings)
-    frame, manifest = load_benchmark(spec)
+    try:
+        frame, manifest = load_benchmark(spec)
+    except QuagmireError as error:  # name the config entry the user edits, as a bad setting does
+        raise QuagmireError(f"eval.benchmarks.{name}: {error}") from error
     write_benchmark(frame, manifest, out)
     logging.getLogger(__name__).info("benchmark %s: %d problems (%s)", name, len(frame), manifest["rows"])
     return manifest

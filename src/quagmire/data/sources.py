@@ -355,7 +355,10 @@ def source_to_file(kind: str, settings: Mapping[str, Any], where: str, out: str 
     import logging
 
     spec = source_from_config(settings, kind, where)
-    frame, manifest = load_source(spec)
+    try:
+        frame, manifest = load_source(spec)
+    except QuagmireError as error:  # name the config entry the user edits, as a bad setting does
+        raise QuagmireError(f"{where}: {error}") from error
     write_source(frame, manifest, out)
     logging.getLogger(__name__).info("source %s: %s", spec.name, manifest["rows"])
     return manifest
