@@ -390,7 +390,7 @@ def paper_labels(wildcards):
 # ---- snakemake --report ------------------------------------------------------------------------------------
 # Outputs a reader wants are wrapped in Snakemake's report() flag: a caption (report/*.rst), a category and labels,
 # looked up in quagmire.report. A flag changes no job: the same jobs run and every output keeps its path and bytes.
-from quagmire import report as report_layout  # noqa: E402
+import quagmire.report as report_layout  # noqa: E402
 
 
 def study_title(wildcards):
