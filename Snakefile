@@ -18,6 +18,11 @@ if not workflow.overwrite_configfiles:
     configfile: "config/config.yaml"
 
 
+# `snakemake --report report.html`: this text on the landing page, then every output flagged with report() in the
+# rules, by category, each under its caption in report/ (README, "The report").
+report: "report/workflow.rst"
+
+
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/data_hub.smk"

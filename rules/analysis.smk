@@ -1,7 +1,7 @@
 rule recipes_table:
     """One row per SFT recipe (subset, N, epochs, lr, comparison levels), for tables and figures."""
     output:
-        f"{R}/tables/recipes.csv",
+        in_report(f"{R}/tables/recipes.csv", "recipes"),
     params:
         settings=recipes_settings,
     log:
@@ -21,7 +21,7 @@ rule tidy_table:
         metrics=metrics_files,
         genloss=genloss_files,
     output:
-        f"{R}/tables/tidy.csv",
+        in_report(f"{R}/tables/tidy.csv", "tidy"),
     params:
         evals=metrics_pairs,
         genloss=genloss_pairs,
@@ -42,9 +42,9 @@ rule predictors:
         tidy=f"{R}/tables/tidy.csv",
         recipes=f"{R}/tables/recipes.csv",
     output:
-        quality=f"{R}/tables/predictors.csv",
-        values=f"{R}/tables/predictor_values.csv",
-        sweep=f"{R}/tables/passk_sweep.csv",
+        quality=in_report(f"{R}/tables/predictors.csv", "predictors"),
+        values=in_report(f"{R}/tables/predictor_values.csv", "predictor_values"),
+        sweep=in_report(f"{R}/tables/passk_sweep.csv", "passk_sweep_table"),
     params:
         settings=lambda w: as_json({**study_config(w)["analysis"], "seed": study_config(w)["seed"]}),
     log:
@@ -65,7 +65,7 @@ rule plot:
         tidy=f"{R}/tables/tidy.csv",
         recipes=f"{R}/tables/recipes.csv",
     output:
-        f"{R}/figures/{{figure}}.{{ext}}",
+        figure_in_report(f"{R}/figures/{{figure}}.{{ext}}"),
     params:
         settings=plot_settings,
     wildcard_constraints:

@@ -386,3 +386,45 @@ def paper_labels(wildcards):
     return " ".join(
         shlex.quote(f"{name}={study.config['label']}") for name, study in STUDIES.items() if "label" in study.config
     )
+
+
+# ---- snakemake --report ------------------------------------------------------------------------------------
+# Outputs a reader wants are wrapped in Snakemake's report() flag: a caption (report/*.rst), a category and labels,
+# looked up in quagmire.report. A flag changes no job: the same jobs run and every output keeps its path and bytes.
+import quagmire.report as report_layout  # noqa: E402
+
+
+def study_title(wildcards):
+    """A study's subcategory in the report: its label (as the paper tables name it), else its name."""
+    return STUDIES[wildcards.study].config.get("label", wildcards.study)
+
+
+def in_report(path, output, subcategory=study_title, **extra):
+    """`path` flagged for the report as one `output` of quagmire.report.OUTPUTS (caption, category, labels).
+
+    Its file label is the path under the study's (or paper's) folder, wildcards filled in per job. `extra` goes
+    to report() as is: `patterns` picks files of a directory output, and needs a wildcard of its own to match
+    anything (Snakemake globs it), e.g. "train_{record}.json" for train_stats.json."""
+    entry = report_layout.OUTPUTS[output]
+    file = str(path).split("/", 2)[2]  # results/<study or paper>/<file>
+    if extra.get("patterns"):
+        file = f"{file}/{extra['patterns'][0]}"
+    return report(
+        path,
+        caption=f"../report/{entry.caption}",  # relative to rules/, where every rule is defined
+        category=entry.category,
+        subcategory=subcategory,
+        labels=report_layout.labels(output, file),
+        **extra,
+    )
+
+
+def figure_in_report(path):
+    """A `plot` job's figure flagged for the report: category and caption section by its {figure} wildcard."""
+    return report(
+        path,
+        caption=f"../report/{report_layout.FIGURE_CAPTION}",
+        category=report_layout.figure_category,
+        subcategory=study_title,
+        labels=report_layout.figure_labels,
+    )

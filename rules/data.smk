@@ -8,7 +8,7 @@ rule world:
     output:
         pools=expand("{R}/data/{pool}.parquet", R=R, pool=POOLS),
         benchmarks=f"{R}/data/world_benchmarks.parquet",
-        audit=f"{R}/data/audit.json",
+        audit=in_report(f"{R}/data/audit.json", "audit"),
     wildcard_constraints:
         study=WORLD_STUDIES,
     params:
@@ -70,7 +70,7 @@ rule benchmark:
         benchmark_source,
     output:
         data=f"{R}/data/benchmarks/{{benchmark}}.parquet",
-        manifest=f"{R}/data/benchmarks/{{benchmark}}.parquet.manifest.json",
+        manifest=in_report(f"{R}/data/benchmarks/{{benchmark}}.parquet.manifest.json", "benchmark_manifest"),
     wildcard_constraints:
         benchmark=REAL_BENCHMARK_NAMES,
     params:

@@ -8,7 +8,7 @@ rule source:
         source_input,
     output:
         data=f"{R}/data/raw/{{kind}}-{{name}}.parquet",
-        manifest=f"{R}/data/raw/{{kind}}-{{name}}.parquet.manifest.json",
+        manifest=in_report(f"{R}/data/raw/{{kind}}-{{name}}.parquet.manifest.json", "source_manifest"),
     wildcard_constraints:
         study=HUB_DATA_STUDIES,
         kind="sft|rl",
@@ -35,7 +35,7 @@ rule filter_sft:
     output:
         data=f"{R}/data/clean/sft.parquet",
         audit=f"{R}/data/clean/sft.audit.parquet",
-        manifest=f"{R}/data/clean/sft.manifest.json",
+        manifest=in_report(f"{R}/data/clean/sft.manifest.json", "filter_manifest"),
     wildcard_constraints:
         study=HUB_DATA_STUDIES,
     params:
@@ -86,7 +86,7 @@ rule filter_rl:
     output:
         data=f"{R}/data/rl.parquet",
         audit=f"{R}/data/clean/rl.audit.parquet",
-        manifest=f"{R}/data/clean/rl.manifest.json",
+        manifest=in_report(f"{R}/data/clean/rl.manifest.json", "filter_manifest"),
     wildcard_constraints:
         study=HUB_DATA_STUDIES,
     params:

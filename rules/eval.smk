@@ -75,7 +75,7 @@ rule score:
     output:
         metrics=f"{R}/eval/{{stage}}/{{run}}/metrics.json",
         report=f"{R}/eval/{{stage}}/{{run}}/grading_report.json",
-        report_md=f"{R}/eval/{{stage}}/{{run}}/grading_report.md",
+        report_md=in_report(f"{R}/eval/{{stage}}/{{run}}/grading_report.md", "grading_report"),
     params:
         grades=benchmark_pairs("grades"),
         extra_ks=per_study(lambda c: " ".join(str(k) for k in c["eval"]["extra_ks"])),

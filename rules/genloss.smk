@@ -4,7 +4,7 @@ rule genloss:
         model=f"{R}/sft/{{recipe}}",
         heldout=f"{R}/data/heldout.parquet",
     output:
-        f"{R}/genloss/{{recipe}}.json",
+        in_report(f"{R}/genloss/{{recipe}}.json", "genloss"),
     params:
         max_length=setting("genloss", "max_length"),
         batch_size=setting("genloss", "batch_size"),

@@ -7,8 +7,8 @@ rule paper_tables:
     input:
         predictors=paper_study_files("predictors.csv"),
     output:
-        csv="results/{paper}/tables/paper_predictors.csv",
-        md="results/{paper}/tables/paper_tables.md",
+        csv=in_report("results/{paper}/tables/paper_predictors.csv", "paper_predictors", subcategory="{paper}"),
+        md=in_report("results/{paper}/tables/paper_tables.md", "paper_tables", subcategory="{paper}"),
     params:
         studies=paper_study_pairs,
         labels=paper_labels,
@@ -29,7 +29,7 @@ rule paper_figure:
     input:
         predictors=paper_study_files("predictors.csv"),
     output:
-        "results/{paper}/figures/model_comparison.{ext}",
+        in_report("results/{paper}/figures/model_comparison.{ext}", "model_comparison", subcategory="{paper}"),
     params:
         studies=paper_study_pairs,
         labels=paper_labels,

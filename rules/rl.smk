@@ -4,7 +4,7 @@ rule grpo:
         model=rl_parent,
         prompts=f"{R}/data/rl.parquet",
     output:
-        directory(f"{R}/rl/{{run}}"),
+        in_report(directory(f"{R}/rl/{{run}}"), "grpo_stats", patterns=["train_{record}.json"]),
     params:
         settings=grpo_settings,
         sharding=setting("sft", "sharding"),

@@ -4,7 +4,7 @@ rule sft:
         base=f"{R}/models/base",
         data=subset_file,
     output:
-        directory(f"{R}/sft/{{recipe}}"),
+        in_report(directory(f"{R}/sft/{{recipe}}"), "sft_stats", patterns=["train_{record}.json"]),
     params:
         settings=sft_settings,
         sharding=setting("sft", "sharding"),
