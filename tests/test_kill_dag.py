@@ -2,7 +2,7 @@
 
 After each kill the README's recovery (`snakemake --unlock`, then the same command with `--rerun-incomplete`)
 carries on, and the final tables are byte-identical to the uninterrupted smoke study's. Checkpoints are taken
-every 2 steps here (`save_steps` is operational: it never reruns a job nor changes a result), so the SFT and GRPO
+every step here (`save_steps` is operational: it never reruns a job nor changes a result), so the SFT and GRPO
 kills land after a checkpoint and the reruns resume from it rather than start over.
 """
 
@@ -84,8 +84,8 @@ def test_a_dag_killed_in_sft_grpo_sampling_and_analysis_ends_with_identical_tabl
     workdir = tmp_path / "killed"
     workdir.mkdir()
     config = yaml.safe_load(reference_config.read_text())
-    config.setdefault("sft", {})["save_steps"] = 2
-    config.setdefault("rl", {})["save_steps"] = 2
+    config["sft"].setdefault("defaults", {})["save_steps"] = 1  # smoke SFT runs 4-8 steps, GRPO 2
+    config["rl"]["save_steps"] = 1
     configfile = workdir / "smoke.yaml"
     configfile.write_text(yaml.safe_dump(config))
 
