@@ -361,7 +361,7 @@ def build_tree(artifact: str | os.PathLike[str], directory: str | os.PathLike[st
     start = time.perf_counter()
     path = Path(artifact).absolute()
     if not path.exists():
-        raise QuagmireError(f"provenance: no such artifact {artifact}")
+        raise QuagmireError(f"no such artifact {artifact}")
     workdir = Path(directory).absolute() if directory is not None else infer_workdir(path)
     walker = _Walker(workdir, check)
     root = walker.key(path)
