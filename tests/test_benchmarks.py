@@ -21,7 +21,7 @@ from quagmire.data.benchmarks import (
 )
 from quagmire.errors import QuagmireError
 from quagmire.io import read_json, read_parquet_metadata
-from quagmire.provenance import sha256_file
+from quagmire.provenance import code_version, sha256_file
 from quagmire.verify_pool import GradingPool
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "benchmarks"
@@ -220,8 +220,8 @@ def test_written_benchmark_carries_its_manifest(tmp_path: Path) -> None:
     out = tmp_path / "out" / "toy.parquet"
     write_benchmark(frame, manifest, out)
     pd.testing.assert_frame_equal(pd.read_parquet(out), frame)
-    assert read_parquet_metadata(out) == manifest
-    assert read_json(f"{out}.manifest.json") == manifest
+    assert read_parquet_metadata(out) == {**manifest, "code": code_version()}  # and the code that wrote it
+    assert read_json(f"{out}.manifest.json") == {**manifest, "code": code_version()}
 
 
 def test_hub_loading_refuses_an_unpinned_revision() -> None:

@@ -20,7 +20,7 @@ from quagmire.io import read_json
 
 ROOT = Path(__file__).resolve().parents[1]
 # Subcommands a user runs by hand; every other one is called by some rule (test_every_command_is_called_by_a_rule).
-USER_FACING = {"check-config", "plan"}
+USER_FACING = {"check-config", "plan", "provenance"}
 RULE_CALL = re.compile(r"""(?:^|[\s"'(;&|])quagmire\s+([a-z][a-z-]*)""")
 
 

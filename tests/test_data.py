@@ -177,12 +177,16 @@ def test_write_world_writes_every_file_and_the_audit(frames, tmp_path):
     for pool in POOLS:
         on_disk = pd.read_parquet(tmp_path / f"{pool}.parquet")
         pd.testing.assert_frame_equal(on_disk, frames[pool])
-        assert read_parquet_metadata(tmp_path / f"{pool}.parquet") == {"source": SOURCE, "settings": settings}
+        meta = read_parquet_metadata(tmp_path / f"{pool}.parquet")
+        assert meta.pop("manifest")["step"] == "world"
+        assert meta == {"source": SOURCE, "settings": settings}
     for name in ("addsub2", "mul2"):  # each one's file, split off the world's benchmarks file, is the drawn frame
         out = tmp_path / "benchmarks" / f"{name}.parquet"
         assert write_world_benchmark(tmp_path / WORLD_BENCHMARKS_FILE, name, out) == len(frames[f"benchmark:{name}"])
         pd.testing.assert_frame_equal(pd.read_parquet(out), frames[f"benchmark:{name}"])
-        assert read_parquet_metadata(out) == {"source": SOURCE, "settings": settings}
+        meta = read_parquet_metadata(out)
+        assert meta.pop("manifest")["inputs"][0]["path"] == str(tmp_path / WORLD_BENCHMARKS_FILE)
+        assert meta == {"source": SOURCE, "settings": settings}
     written = read_json(tmp_path / "audit.json")
     assert written["disjoint"] is True
     assert written["settings"] == settings

@@ -18,7 +18,7 @@ from quagmire.io import (
     write_json,
     write_parquet,
 )
-from quagmire.provenance import file_record, lineage, package_versions, sha256_file
+from quagmire.provenance import file_record, identity_sha256, lineage, package_versions, sha256_file
 
 
 class Boom(RuntimeError):
@@ -230,7 +230,7 @@ def test_lineage_embeds_the_parents_lineage_so_the_chain_is_readable_from_the_en
 
 def test_lineage_of_a_parent_without_lineage_still_names_the_parent(tmp_path):
     record = lineage("grpo", parent=tmp_path, data=[], settings={})
-    assert record["parent"] == {"path": str(tmp_path), "lineage": None}
+    assert record["parent"] == {"path": str(tmp_path), "sha256": identity_sha256(tmp_path), "lineage": None}
 
 
 def test_package_versions_reports_missing_packages_instead_of_failing():

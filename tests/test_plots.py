@@ -104,7 +104,8 @@ def test_every_figure_renders_to_a_png(name: str, tables: Any, tmp_path: Path) -
     tidy_csv, recipes_csv = write_tables(tmp_path, *tables)
     out = plots.render(name, tidy_csv, recipes_csv, tmp_path / "figs" / f"{name}.png", FAST)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert [p.name for p in out.parent.iterdir()] == [f"{name}.png"]  # no temp file left behind
+    # no temp file left behind; beside the figure its manifest (the image's bytes do not carry it)
+    assert sorted(p.name for p in out.parent.iterdir()) == [f"{name}.png", f"{name}.png.manifest.json"]
 
 
 def test_the_main_figure_renders_to_pdf(tables: Any, tmp_path: Path) -> None:

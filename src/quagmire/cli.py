@@ -148,6 +148,17 @@ COMMANDS: tuple[Command, ...] = (
         ),
     ),
     Command(
+        "provenance", "Where an artifact came from: its steps, settings, code and sha256s back to the raw data.",
+        "quagmire.audit:print_provenance",
+        (
+            arg("artifact", help="any file or folder under results/ (figure, table, metrics, grades, checkpoint...)"),
+            arg("-d", "--directory", help="the folder the workflow ran in (default: the parent of results/)"),
+            arg("--json", action="store_true", to="as_json", help="print the tree as JSON"),
+            arg("--check", action="store_true",
+                help="compare every file's sha256 with those recorded when it was used; exit 2 if any changed"),
+        ),
+    ),
+    Command(
         "world", "Build the embedded world's pools and benchmarks (disjoint).", "quagmire.world.data:world_to_file",
         (_settings_arg('{"world": ..., "seed": ...}'), arg("--out-dir", required=True)),
     ),

@@ -7,10 +7,12 @@ base -> SFT -> GRPO is readable from the final checkpoint alone.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import re
+import subprocess
 from collections.abc import Iterable, Mapping
 from importlib import metadata
 from pathlib import Path
@@ -19,6 +21,10 @@ from typing import Any
 from quagmire.errors import QuagmireError
 
 _COMMIT = re.compile(r"[0-9a-f]{40}")
+_SOURCE_ROOT = Path(__file__).resolve().parents[2]  # the checkout whose src/ this module was imported from
+UNKNOWN = "unknown"
+MANIFEST_KEY = "manifest"  # the key of a step's manifest in a JSON artifact or a Parquet file's metadata
+SIDECAR_SUFFIX = ".manifest.json"  # `<artifact>.manifest.json`: the manifest of an artifact that cannot hold one
 TRACKED_PACKAGES = ("torch", "transformers", "trl", "datasets", "math-verify", "snakemake")
 _CHUNK = 1 << 20
 HASH_CONTENT_UP_TO = 256 * 1024 * 1024  # files up to this size are hashed; larger shards by size + mtime
@@ -50,6 +56,86 @@ def file_record(path: str | os.PathLike[str]) -> dict[str, Any]:
     return {"path": str(p), "bytes": p.stat().st_size, "sha256": sha256_file(p)}
 
 
+@functools.cache
+def code_version() -> dict[str, Any]:
+    """The git commit of the quagmire checkout that is running and whether its tree had uncommitted changes.
+
+    Why: two runs of the same rule with the same settings differ when the library code differs; the commit names
+    the code, `dirty` says the commit alone does not. Cached: one `git` call pair per job process. Without git, or
+    when the code is not a git checkout (an installed wheel), both are "unknown".
+    """
+    if not (_SOURCE_ROOT / ".git").exists():
+        return {"commit": UNKNOWN, "dirty": UNKNOWN}
+    try:
+        head = subprocess.run(["git", "-C", str(_SOURCE_ROOT), "rev-parse", "HEAD"],
+                              capture_output=True, text=True, timeout=30)
+        status = subprocess.run(["git", "-C", str(_SOURCE_ROOT), "status", "--porcelain"],
+                                capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": UNKNOWN, "dirty": UNKNOWN}
+    commit = head.stdout.strip()
+    if head.returncode != 0 or not is_commit(commit):
+        return {"commit": UNKNOWN, "dirty": UNKNOWN}
+    return {"commit": commit, "dirty": bool(status.stdout.strip()) if status.returncode == 0 else UNKNOWN}
+
+
+def identity_sha256(path: str | os.PathLike[str]) -> str:
+    """The sha256 identity of a file (its bytes) or a folder (a model checkpoint: the sha256 of its
+    `folder_identity`, so two folders with the same files have the same identity)."""
+    p = Path(path)
+    if p.is_dir():
+        return hashlib.sha256(json.dumps(folder_identity(p), sort_keys=True).encode()).hexdigest()
+    return sha256_file(p)
+
+
+def input_record(role: str, path: str | os.PathLike[str]) -> dict[str, Any]:
+    """One input of a step: its role (model, benchmark, samples, ...), path, kind and sha256 identity."""
+    p = Path(path)
+    return {"role": role, "path": os.fspath(path), "kind": "folder" if p.is_dir() else "file",
+            "sha256": identity_sha256(p)}
+
+
+def step_manifest(
+    step: str,
+    inputs: Iterable[tuple[str, str | os.PathLike[str]]] = (),
+    settings: Mapping[str, Any] | None = None,
+    model: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """What one step of the DAG made an artifact from: its inputs by sha256 identity, its settings, the code
+    version and the package versions. Stored in the artifact (`MANIFEST_KEY`) or beside it (`write_sidecar`).
+
+    Why: `quagmire provenance` walks these records back to the raw data when Snakemake's own records are gone
+    (a results folder copied to another machine), and re-hashes the inputs to find any that changed since.
+    `model` names the checkpoint an evaluation artifact (samples, grades, metrics) is about, by path and sha256
+    identity, also where the model is not a direct input (grades are made from samples).
+    """
+    record = {
+        "step": step,
+        "inputs": [input_record(role, path) for role, path in inputs],
+        "settings": dict(settings or {}),
+        "code": code_version(),
+        "packages": package_versions(),
+    }
+    if model is not None:
+        record["model"] = dict(model)
+    return record
+
+
+def model_record(folder: str | os.PathLike[str]) -> dict[str, str]:
+    """A model checkpoint by path and sha256 identity."""
+    return {"path": os.fspath(folder), "sha256": identity_sha256(folder)}
+
+
+def write_sidecar(artifact: str | os.PathLike[str], manifest: Mapping[str, Any]) -> Path:
+    """Write `<artifact>.manifest.json`: the manifest of an artifact whose bytes must not carry it (a table, a
+    figure), with the artifact's own sha256 so a later change to it is caught. Call once the artifact is in place."""
+    from quagmire.io import write_json
+
+    path = Path(f"{os.fspath(artifact)}{SIDECAR_SUFFIX}")
+    write_json(path, {**dict(manifest), "output": file_record(artifact)})
+    return path
+
+
 def lineage(
     kind: str,
     parent: str | os.PathLike[str] | None,
@@ -63,6 +149,7 @@ def lineage(
         parent_lineage = parent_path / "lineage.json"
         parent_record = {
             "path": str(parent_path),
+            "sha256": identity_sha256(parent_path),
             "lineage": json.loads(parent_lineage.read_text()) if parent_lineage.exists() else None,
         }
     return {
@@ -71,6 +158,7 @@ def lineage(
         "data": [file_record(p) for p in data],
         "settings": dict(settings),
         "packages": package_versions(),
+        "code": code_version(),
     }
 
 

@@ -22,6 +22,7 @@ from matplotlib.figure import Figure
 from quagmire.analysis import plots, predictors, tables
 from quagmire.errors import QuagmireError
 from quagmire.io import atomic_path
+from quagmire.provenance import step_manifest, write_sidecar
 
 log = logging.getLogger(__name__)
 
@@ -260,6 +261,10 @@ def write_tables(
     write_table_csv(table, out_csv)
     with atomic_path(out_md) as tmp:
         tmp.write_text(markdown_tables(table, labels), encoding="utf-8")
+    manifest = step_manifest("paper_tables", [(f"predictors:{name}", path) for name, path in studies],
+                             settings={"labels": dict(labels or {})})
+    for path in (out_csv, out_md):
+        write_sidecar(path, manifest)
     log.info("paper tables: %d rows from %d studies", len(table), len(studies))
     return table
 
@@ -362,4 +367,7 @@ def render_figure(
     """Read every study's predictors.csv and save the comparison figure to `out`: the CLI's entry point."""
     settings = plots.PlotSettings.from_config(settings_dict)  # a whole `plots:` section; its `figures` are per study
     _check_labels(labels, [name for name, _ in studies])
-    return plots.save_figure(predictor_bars(paper_table(studies), settings, labels), out, settings)
+    path = plots.save_figure(predictor_bars(paper_table(studies), settings, labels), out, settings)
+    write_sidecar(path, step_manifest("paper_figure", [(f"predictors:{name}", p) for name, p in studies],
+                                      settings={"labels": dict(labels or {}), "plots": dict(settings_dict or {})}))
+    return path

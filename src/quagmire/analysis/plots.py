@@ -28,6 +28,7 @@ from quagmire.analysis import predictors, tables
 from quagmire.config import settings_for
 from quagmire.errors import QuagmireError
 from quagmire.io import atomic_path
+from quagmire.provenance import step_manifest, write_sidecar
 
 NO_DATA = "no data"
 BASE_COLOR = "black"
@@ -446,4 +447,7 @@ def render(
     settings = PlotSettings.from_config(settings_dict)
     tidy = tables.read_tidy(tidy_csv)
     recipes = tables.read_recipes(recipes_csv)
-    return save_figure(FIGURES[name](tidy, recipes, settings), out, settings)
+    path = save_figure(FIGURES[name](tidy, recipes, settings), out, settings)
+    write_sidecar(path, step_manifest("plot", [("tidy", tidy_csv), ("recipes", recipes_csv)],
+                                      settings={"figure": name, "plots": dict(settings_dict or {})}))
+    return path

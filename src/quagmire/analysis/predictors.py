@@ -29,6 +29,7 @@ from quagmire.analysis.tables import (
     read_tidy,
 )
 from quagmire.errors import QuagmireError
+from quagmire.provenance import step_manifest, write_sidecar
 
 log = logging.getLogger(__name__)
 
@@ -286,9 +287,11 @@ def predictors_to_file(
     value_frame = predictor_values(tidy_frame, recipes_frame, k_large=settings.get("k_large"))
     quality = predictor_quality(value_frame, n_splits=settings["n_splits"], seed=settings["seed"])
     sweep_frame = passk_correlation_sweep(tidy_frame, recipes_frame)
+    manifest = step_manifest("predictors", [("tidy", tidy), ("recipes", recipes)], settings=settings)
     for frame, path in ((value_frame, values), (quality, out), (sweep_frame, sweep)):
         with atomic_path(path) as tmp:
             frame.to_csv(tmp, index=False)
+        write_sidecar(path, manifest)
     with_rl = quality[quality["level"] == "all"]
     log.info("predictor quality (all runs):\n%s", with_rl.to_string(index=False))
     return quality

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from quagmire.errors import QuagmireError
+from quagmire.provenance import step_manifest, write_sidecar
 
 log = logging.getLogger(__name__)
 
@@ -268,6 +269,7 @@ def recipes_to_file(recipes: Mapping[str, Mapping[str, Any]], out: str | os.Path
     frame = pd.DataFrame(rows)
     with atomic_path(out) as tmp:
         frame.to_csv(tmp, index=False)
+    write_sidecar(out, step_manifest("recipes_table", settings={"recipes": dict(recipes)}))
     return frame
 
 
@@ -289,5 +291,9 @@ def tidy_to_file(
     tidy = tidy_table(entries, [(run, read_json(path)) for run, path in genlosses])
     with atomic_path(out) as tmp:
         tidy.to_csv(tmp, index=False)
+    write_sidecar(out, step_manifest(
+        "tidy_table", [*((f"metrics:{key}", path) for key, path in evals),
+                       *((f"genloss:{run}", path) for run, path in genlosses)],
+    ))
     log.info("tidy table: %d rows", len(tidy))
     return tidy

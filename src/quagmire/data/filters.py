@@ -36,7 +36,7 @@ from quagmire.data.sources import KIND_RL, KIND_SFT, KINDS, SCHEMA
 from quagmire.data.text import canonical, clean_text, dedup_key, grams, key_of_canonical, words_of_canonical
 from quagmire.errors import QuagmireError
 from quagmire.io import write_json, write_parquet
-from quagmire.provenance import file_record, package_versions
+from quagmire.provenance import code_version, file_record, package_versions
 from quagmire.verify_pool import GOLD_INVALID, GOLD_TIMEOUT, TIMEOUT, GradingPool
 
 STEPS = ("dedup", "gold_parses", "decontaminate", "length")
@@ -428,6 +428,7 @@ def write_filtered(
         "outputs": {"clean": file_record(out_parquet), "audit": file_record(audit_parquet)},
         **dict(summary),
         "packages": package_versions(),
+        "code": code_version(),
     }
     write_json(manifest_json, manifest)
     return manifest

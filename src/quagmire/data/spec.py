@@ -338,6 +338,8 @@ def no_usable_rows(spec: DataSpec, origin: str, dropped: Mapping[str, int], hint
 def write_with_manifest(frame: Any, manifest: Mapping[str, Any], out_parquet: str | os.PathLike[str]) -> None:
     """Write the frame (manifest stored in its Parquet metadata) and `<out>.manifest.json`, each atomically."""
     from quagmire.io import write_json, write_parquet
+    from quagmire.provenance import code_version
 
-    write_parquet(out_parquet, frame, metadata=dict(manifest))
-    write_json(f"{os.fspath(out_parquet)}.manifest.json", dict(manifest))
+    manifest = {**dict(manifest), "code": code_version()}
+    write_parquet(out_parquet, frame, metadata=manifest)
+    write_json(f"{os.fspath(out_parquet)}.manifest.json", manifest)

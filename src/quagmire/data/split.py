@@ -17,7 +17,7 @@ import pandas as pd
 from quagmire.data.text import dedup_key
 from quagmire.errors import QuagmireError
 from quagmire.io import write_parquet
-from quagmire.provenance import file_record
+from quagmire.provenance import code_version, file_record
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,8 @@ def split_files(
     """Split the clean SFT file into the SFT pool and the held-out split (`split_heldout`), with their records."""
     frame = pd.read_parquet(clean)
     pool, heldout = split_heldout(frame, size, seed)
-    record = {"from": file_record(clean), "seed": seed, "heldout_size": len(heldout), "pool_size": len(pool)}
+    record = {"from": file_record(clean), "seed": seed, "heldout_size": len(heldout), "pool_size": len(pool),
+              "code": code_version()}
     write_parquet(pool_out, pool, metadata={"split": "pool", **record})
     write_parquet(heldout_out, heldout, metadata={"split": "heldout", **record})
     log.info("held-out split: %d rows; SFT pool: %d rows", record["heldout_size"], record["pool_size"])

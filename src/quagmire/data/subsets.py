@@ -13,7 +13,7 @@ import pandas as pd
 from quagmire.errors import QuagmireError
 from quagmire.hf import load_tokenizer
 from quagmire.io import write_parquet
-from quagmire.provenance import file_record
+from quagmire.provenance import MANIFEST_KEY, file_record, step_manifest
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,9 @@ def subset_to_file(
         out,
         subset,
         metadata={"strategy": strategy, "n": n, "seed": seed, "pool": file_record(pool_path),
-                  "mean_response_tokens": mean_tokens},
+                  "mean_response_tokens": mean_tokens,
+                  MANIFEST_KEY: step_manifest("subset", [("pool", pool_path), ("tokenizer", tokenizer_dir)],
+                                              settings={"strategy": strategy, "n": n, "seed": seed})},
     )
     log.info("subset %s-%d: mean response length %.1f tokens", strategy, n, mean_tokens)
     return subset

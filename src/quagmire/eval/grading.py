@@ -106,7 +106,8 @@ def grade_to_file(
     """
     import pandas as pd
 
-    from quagmire.io import write_parquet
+    from quagmire.io import read_parquet_metadata, write_parquet
+    from quagmire.provenance import MANIFEST_KEY, step_manifest
 
     sampled = pd.read_parquet(samples)
     grades = grade_samples(sampled, pd.read_parquet(benchmark), timeout_s=timeout, workers=workers)
@@ -114,10 +115,14 @@ def grade_to_file(
     reasons = sampled["finish_reason"] if "finish_reason" in sampled.columns else [None] * len(sampled)
     grades["finish_reason"] = pd.Series([r if isinstance(r, str) else None for r in reasons], dtype=object)
     counts = grades["status"].value_counts().to_dict()
+    model = read_parquet_metadata(samples).get(MANIFEST_KEY, {}).get("model")
+    manifest = step_manifest("grade", [("samples", samples), ("benchmark", benchmark)],
+                             settings={"timeout_s": timeout}, model=model)
     write_parquet(
         out,
         grades,
-        metadata={"samples": samples, "benchmark": benchmark, "timeout_s": timeout, "status_counts": counts},
+        metadata={"samples": samples, "benchmark": benchmark, "timeout_s": timeout, "status_counts": counts,
+                  MANIFEST_KEY: manifest},
     )
     log.info("graded %d samples: %s", len(grades), counts)
     return grades

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from quagmire.errors import QuagmireError
+from quagmire.provenance import MANIFEST_KEY
 from quagmire.verify_pool import GOLD_INVALID, STATUSES
 
 log = logging.getLogger(__name__)
@@ -297,6 +298,28 @@ def _report_line(name: str, entry: Mapping[str, Any]) -> str:
     return f"{name}: {entry['n_completions']} completions ({counts}); {shares}"
 
 
+def metrics_manifest(
+    grades: Mapping[str, str | os.PathLike[str]], extra_ks: Sequence[int], bootstrap: int
+) -> dict[str, Any]:
+    """The metrics file's manifest: its grades files, the model and each benchmark file by sha256 (as the grades
+    files name them), and the scoring settings. Only `benchmarks` and `macro` of a metrics file are ever read as
+    numbers, so the manifest changes no table."""
+    from quagmire.io import read_parquet_metadata
+    from quagmire.provenance import step_manifest
+
+    graded = {name: read_parquet_metadata(path).get(MANIFEST_KEY, {}) for name, path in grades.items()}
+    models = [m["model"] for m in graded.values() if m.get("model")]
+    manifest = step_manifest("score", [(f"grades:{name}", path) for name, path in grades.items()],
+                             settings={"extra_ks": list(extra_ks), "bootstrap": bootstrap},
+                             model=models[0] if models else None)
+    manifest["benchmarks"] = {
+        name: next(({"path": i["path"], "sha256": i["sha256"]} for i in m.get("inputs", [])
+                    if i.get("role") == "benchmark"), None)
+        for name, m in graded.items()
+    }
+    return manifest
+
+
 def score_to_file(
     grades: Mapping[str, str | os.PathLike[str]],
     out: str | os.PathLike[str],
@@ -314,6 +337,7 @@ def score_to_file(
 
     per_benchmark = {name: pd.read_parquet(path) for name, path in grades.items()}
     result = score(per_benchmark, extra_ks=extra_ks, n_boot=bootstrap)
+    result[MANIFEST_KEY] = metrics_manifest(grades, extra_ks, bootstrap)
     report_path = Path(report) if report is not None else Path(out).with_name(REPORT_NAME)
     grading = grading_report(per_benchmark)
     write_json(out, result)

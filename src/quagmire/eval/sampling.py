@@ -25,7 +25,7 @@ import pandas as pd
 from quagmire.errors import QuagmireError
 from quagmire.hf import load_tokenizer
 from quagmire.io import claim_partial, partial_dir, read_parquet_metadata, write_parquet
-from quagmire.provenance import fingerprint
+from quagmire.provenance import MANIFEST_KEY, fingerprint, model_record, step_manifest
 
 log = logging.getLogger(__name__)
 
@@ -372,6 +372,10 @@ def sample_to_file(
                   "resumed_calls": len(calls) - len(pending)},
         "seconds": round(seconds, 2),
         "completions_per_s": round(drawn / seconds, 2) if drawn and seconds > 0 else None,
+        MANIFEST_KEY: step_manifest(
+            "sample_shard", [("model", model_dir), ("benchmark", benchmark)],
+            settings={"sampling": asdict(settings), "shard": shard, "shards": shards}, model=model_record(model_dir),
+        ),
     }
     write_parquet(out, samples, metadata=meta)
     store.remove()
@@ -416,6 +420,10 @@ def gather_samples(shard_files: Sequence[Path], benchmark: Path, out: Path) -> d
     meta["benchmark"] = str(benchmark)
     meta["shards"] = [metas[i]["shard"] | {"seconds": metas[i].get("seconds")} for i in order]
     meta["seconds"] = round(sum(m.get("seconds") or 0.0 for m in metas), 2)
+    meta[MANIFEST_KEY] = step_manifest(
+        "gather_samples", [*(("shard", shard_files[i]) for i in order), ("benchmark", benchmark)],
+        settings={"sampling": first.get("sampling")}, model=(first.get(MANIFEST_KEY) or {}).get("model"),
+    )
     write_parquet(out, samples, metadata=meta)
     log.info("gathered %d shards: %d samples of %d problems", len(shard_files), len(samples), len(problems))
     return meta

@@ -22,6 +22,7 @@ import pandas as pd
 
 from quagmire.errors import QuagmireError
 from quagmire.io import read_parquet_metadata, write_json, write_parquet
+from quagmire.provenance import MANIFEST_KEY, step_manifest
 from quagmire.world.problems import STYLES, Problem, solution, unique_problems
 
 log = logging.getLogger(__name__)
@@ -109,7 +110,7 @@ def write_world(
     audit = disjointness_audit(frames)
     if not audit["disjoint"]:
         raise QuagmireError(f"pools overlap: {audit['overlaps']}")
-    metadata = {"source": SOURCE, "settings": dict(settings)}
+    metadata = {"source": SOURCE, "settings": dict(settings), MANIFEST_KEY: step_manifest("world", settings=settings)}
     benchmarks = []
     for name, frame in frames.items():
         if name.startswith("benchmark:"):
@@ -118,7 +119,7 @@ def write_world(
             write_parquet(outdir / f"{name}.parquet", frame, metadata=metadata)
     combined = pd.concat(benchmarks, ignore_index=True) if benchmarks else pd.DataFrame({"benchmark": []})
     write_parquet(outdir / WORLD_BENCHMARKS_FILE, combined, metadata=metadata)
-    write_json(outdir / "audit.json", {**audit, "settings": dict(settings)})
+    write_json(outdir / "audit.json", {**audit, "settings": dict(settings), MANIFEST_KEY: metadata[MANIFEST_KEY]})
     return audit
 
 
@@ -132,7 +133,10 @@ def write_world_benchmark(world_benchmarks: Path, name: str, out: Path) -> int:
         known = ", ".join(sorted(set(frame["benchmark"]))) or "none"
         raise QuagmireError(f"{world_benchmarks}: no world benchmark {name!r} (it has: {known})")
     frame = rows.drop(columns="benchmark").reset_index(drop=True)
-    write_parquet(out, frame, metadata=read_parquet_metadata(world_benchmarks))
+    metadata = read_parquet_metadata(world_benchmarks)
+    metadata[MANIFEST_KEY] = step_manifest("world_benchmark", [("world_benchmarks", world_benchmarks)],
+                                           settings={"name": name})
+    write_parquet(out, frame, metadata=metadata)
     log.info("world benchmark %s: %d problems", name, len(rows))
     return len(rows)
 
