@@ -59,6 +59,28 @@ rule predictors:
         "--values {output.values} --sweep {output.sweep} --out {output.quality} > {log} 2>&1"
 
 
+rule findings:
+    """The paper's claims (a)-(e), each checked against this study's tables: reproduced, not reproduced or not
+    applicable, with the numbers it rests on."""
+    input:
+        tidy=f"{R}/tables/tidy.csv",
+        recipes=f"{R}/tables/recipes.csv",
+        predictors=f"{R}/tables/predictors.csv",
+    output:
+        md=in_report(f"{R}/tables/findings.md", "findings"),
+        json=f"{R}/tables/findings.json",
+    log:
+        f"{LOGS}/analysis/findings.log",
+    localrule: True  # cheap: runs on the submitting host, not as a cluster job
+    conda:
+        "../envs/analysis.yaml"
+    resources:
+        **job_resources("analysis"),
+    shell:
+        "quagmire findings --tidy {input.tidy} --recipes {input.recipes} --predictors {input.predictors} "
+        "--out-md {output.md} --out-json {output.json} > {log} 2>&1"
+
+
 rule plot:
     """One figure, drawn from the tidy table alone (a plot change never retrains a model)."""
     input:

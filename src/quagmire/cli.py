@@ -360,6 +360,17 @@ COMMANDS: tuple[Command, ...] = (
         ),
     ),
     Command(
+        "findings", "The paper's findings (a)-(e), checked against the study's tidy, recipes and predictors tables.",
+        "quagmire.analysis.findings:findings_to_file",
+        (
+            arg("--tidy", required=True),
+            arg("--recipes", required=True),
+            arg("--predictors", required=True),
+            arg("--out-md", required=True),
+            arg("--out-json", required=True),
+        ),
+    ),
+    Command(
         "plot", "Render one figure from the tidy table.", "quagmire.analysis.plots:render",
         (
             arg("--figure", required=True, to="name"),

@@ -108,6 +108,7 @@ class Study:
         return [
             self.path("tables", "tidy.csv"),
             self.path("tables", "predictors.csv"),
+            self.path("tables", "findings.md"),
             *[self.path("figures", f"{name}.{fmt}") for name in self.config["plots"]["figures"]],
         ]
 
