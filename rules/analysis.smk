@@ -46,7 +46,7 @@ rule predictors:
         values=in_report(f"{R}/tables/predictor_values.csv", "predictor_values"),
         sweep=in_report(f"{R}/tables/passk_sweep.csv", "passk_sweep_table"),
     params:
-        settings=lambda w: as_json({**study_config(w)["analysis"], "seed": study_config(w)["seed"]}),
+        settings=predictor_settings,
     log:
         f"{LOGS}/analysis/predictors.log",
     localrule: True  # cheap: runs on the submitting host, not as a cluster job
@@ -79,6 +79,33 @@ rule findings:
     shell:
         "quagmire findings --tidy {input.tidy} --recipes {input.recipes} --predictors {input.predictors} "
         "--out-md {output.md} --out-json {output.json} > {log} 2>&1"
+
+
+rule rank:
+    """SFT candidates ranked before RL: the generalization-loss filter, the ranking by pass@large k, a predicted
+    post-RL score with its interval, and the ranking's quality by leave-one-out over the runs with RL results."""
+    input:
+        tidy=f"{R}/tables/tidy.csv",
+        recipes=f"{R}/tables/recipes.csv",
+    output:
+        csv=f"{R}/tables/ranking.csv",
+        md=in_report(f"{R}/tables/ranking.md", "ranking"),
+        json=f"{R}/tables/ranking_quality.json",
+        figure=in_report(f"{R}/figures/ranking.png", "ranking_figure"),
+    params:
+        settings=lambda w: as_json({k: study_config(w)["analysis"][k] for k in ("k_large", "rank")}),
+        plots=plot_settings,
+    log:
+        f"{LOGS}/analysis/rank.log",
+    localrule: True  # cheap: runs on the submitting host, not as a cluster job
+    conda:
+        "../envs/analysis.yaml"
+    resources:
+        **job_resources("analysis"),
+    shell:
+        "quagmire rank --tidy {input.tidy} --recipes {input.recipes} --settings {params.settings:q} "
+        "--plot-settings {params.plots:q} --out-csv {output.csv} --out-md {output.md} --out-json {output.json} "
+        "--out-figure {output.figure} > {log} 2>&1"
 
 
 rule plot:

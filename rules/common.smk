@@ -327,6 +327,12 @@ def pretrain_settings(wildcards):
     return as_json({"model": model, "pretrain": config["base_model"]["pretrain"], "seed": config["seed"]})
 
 
+def predictor_settings(wildcards):
+    """The analysis section (less the ranking's own settings, which no predictor reads) and the study's seed."""
+    config = study_config(wildcards)
+    return as_json({**{k: v for k, v in config["analysis"].items() if k != "rank"}, "seed": config["seed"]})
+
+
 def plot_settings(wildcards):
     return as_json({k: v for k, v in study_config(wildcards)["plots"].items() if k != "figures"})
 

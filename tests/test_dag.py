@@ -37,6 +37,10 @@ def test_smoke_study_produces_tables_and_figures(smoke_study: tuple[Path, Path])
     assert [f["claim"] for f in found] == list("abcde")
     assert found[1]["verdict"] == "not applicable"  # the smoke grid has no 3-epoch series
     assert (results / "tables" / "findings.md").read_text().startswith("# Paper findings, checked")
+    ranking = pd.read_csv(results / "tables" / "ranking.csv")
+    assert set(ranking["run"]) == set(pd.read_csv(results / "tables" / "recipes.csv")["run"])
+    quality = json.loads((results / "tables" / "ranking_quality.json").read_text())["quality"]
+    assert quality["n_runs_with_rl"] == len(ranking) and (results / "figures" / "ranking.png").stat().st_size > 0
     for figure in (
         "predictor_scatter",
         "sft_vs_rl_by_epochs",
@@ -83,6 +87,7 @@ def test_sft_setting_change_reruns_exactly_what_depends_on_sft(
             "tidy_table": 1,
             "predictors": 1,
             "findings": 1,
+            "rank": 1,
             "plot": 6,
             "all": 1,
         }
@@ -108,6 +113,7 @@ def test_one_recipe_change_reruns_only_that_recipe_chain(smoke_study: tuple[Path
             "tidy_table": 1,
             "predictors": 1,
             "findings": 1,
+            "rank": 1,
             "plot": 6,
             "all": 1,
         }
@@ -115,7 +121,9 @@ def test_one_recipe_change_reruns_only_that_recipe_chain(smoke_study: tuple[Path
 
 
 TRAINING_SAMPLING_GRADING = {"pretrain", "sft", "grpo", "genloss", "sample_shard", "gather_samples", "grade", "score"}
-AFTER_TIDY = {"tidy_table": 1, "predictors": 1, "findings": 1, "plot": 6, "all": 1}  # what a changed tidy table reruns
+AFTER_TIDY = {
+    "tidy_table": 1, "predictors": 1, "findings": 1, "rank": 1, "plot": 6, "all": 1,
+}  # what a changed tidy table reruns
 
 
 @pytest.mark.parametrize(
@@ -123,7 +131,7 @@ AFTER_TIDY = {"tidy_table": 1, "predictors": 1, "findings": 1, "plot": 6, "all":
     [
         # a comparison label is read by the recipes table only: no model, sample or grade is redone
         ("label", ["sft", "recipes", "random_n64_ep2", "instance_level"], True,
-         {"recipes_table": 1, "predictors": 1, "findings": 1, "plot": 6, "all": 1}),
+         {"recipes_table": 1, "predictors": 1, "findings": 1, "rank": 1, "plot": 6, "all": 1}),
         # operational knobs: how jobs run, never what they compute
         ("rl_save_steps", ["rl", "save_steps"], 1, {}),
         ("rl_save_total_limit", ["rl", "save_total_limit"], 5, {}),
@@ -134,7 +142,8 @@ AFTER_TIDY = {"tidy_table": 1, "predictors": 1, "findings": 1, "plot": 6, "all":
         # GRPO from the base model dropped: the other runs stand; the tables are rebuilt without it
         ("from_base", ["rl", "from_base"], False, AFTER_TIDY),
         ("analysis", ["analysis", "n_splits"], 7, {"predictors": 1, "findings": 1, "all": 1}),
-        ("k_large", ["analysis", "k_large"], 2, {"predictors": 1, "findings": 1, "all": 1}),
+        ("k_large", ["analysis", "k_large"], 2, {"predictors": 1, "findings": 1, "rank": 1, "all": 1}),
+        ("rank", ["analysis", "rank", "interval_level"], 0.9, {"rank": 1, "all": 1}),
         ("plots", ["plots", "width"], 5.0, {"plot": 6, "all": 1}),
     ],
 )
@@ -309,7 +318,7 @@ def test_paper_path_hub_model_and_hub_format_data_run_end_to_end(
 PAPER_JOBS = {  # 10 SFT recipes, GRPO from each and from the base, 22 models x 7 benchmarks x 4 shards
     "base_model": 1, "source": 3, "filter_sft": 1, "split_heldout": 1, "filter_rl": 1, "benchmark": 7, "subset": 5,
     "sft": 10, "grpo": 11, "genloss": 10, "sample_shard": 616, "gather_samples": 154, "grade": 154, "score": 22,
-    "recipes_table": 1, "tidy_table": 1, "predictors": 1, "findings": 1, "plot": 6, "all": 1,
+    "recipes_table": 1, "tidy_table": 1, "predictors": 1, "findings": 1, "rank": 1, "plot": 6, "all": 1,
 }
 
 
@@ -318,7 +327,7 @@ def test_paper_configs_plan_the_expected_jobs(name: str, tmp_path: Path) -> None
     """The README's job counts, as a dry run computes them (no download, no GPU)."""
     jobs = planned_jobs(tmp_path, REPO / "config" / f"{name}.yaml")
     assert dict(jobs) == PAPER_JOBS
-    assert sum(jobs.values()) == 1007
+    assert sum(jobs.values()) == 1008
 
 
 def test_the_whole_paper_plans_as_one_dag(tmp_path: Path) -> None:
@@ -327,4 +336,4 @@ def test_the_whole_paper_plans_as_one_dag(tmp_path: Path) -> None:
     expected = Counter({rule: 3 * count for rule, count in PAPER_JOBS.items()})
     expected.update({"all": -2, "paper_tables": 1, "paper_figure": 1})
     assert jobs == expected
-    assert sum(jobs.values()) == 3021
+    assert sum(jobs.values()) == 3024

@@ -29,7 +29,8 @@ SCRIPT = REPO / "scripts" / "slurm_local.sh"
 STATE = "/tmp/quagmire-slurm-test"  # fixed: a run killed before its teardown is cleaned up by the next start
 PARTITION = "local"
 LOCAL_RULES = {
-    "score", "gather_samples", "world_benchmark", "recipes_table", "tidy_table", "predictors", "findings", "plot",
+    "score", "gather_samples", "world_benchmark", "recipes_table", "tidy_table", "predictors", "findings", "rank",
+    "plot",
     "all",
 }
 GPU_FAMILY, GPU_RULES, GPUS = "genloss", {"genloss"}, 2  # the family given fake GPUs (CPU torch ignores them)

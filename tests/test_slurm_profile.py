@@ -21,7 +21,8 @@ from quagmire.config import load_config
 REPO = Path(__file__).resolve().parents[1]
 PROFILE = REPO / "slurm" / "config.yaml"
 LOCAL_RULES = {
-    "score", "gather_samples", "world_benchmark", "recipes_table", "tidy_table", "predictors", "findings", "plot",
+    "score", "gather_samples", "world_benchmark", "recipes_table", "tidy_table", "predictors", "findings", "rank",
+    "plot",
     "paper_tables", "paper_figure",
 }
 

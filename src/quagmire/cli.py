@@ -371,6 +371,21 @@ COMMANDS: tuple[Command, ...] = (
         ),
     ),
     Command(
+        "rank", "Rank SFT candidates before RL: loss filter, pass@large k, predicted post-RL, leave-one-out quality.",
+        "quagmire.analysis.ranking:rank_to_file",
+        (
+            arg("--tidy", required=True),
+            arg("--recipes", required=True),
+            _settings_arg("analysis.k_large and analysis.rank as {k_large, rank}"),
+            arg("--plot-settings", required=True, parse="settings", help="JSON: the plots section (dpi, size, style)"),
+            arg("--out-csv", required=True),
+            arg("--out-md", required=True),
+            arg("--out-json", required=True),
+            arg("--out-figure", required=True),
+            arg("--loss-steps", default=None, help="CSV of run, step, genloss along SFT (default: not measured)"),
+        ),
+    ),
+    Command(
         "plot", "Render one figure from the tidy table.", "quagmire.analysis.plots:render",
         (
             arg("--figure", required=True, to="name"),

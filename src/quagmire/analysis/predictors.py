@@ -84,6 +84,14 @@ def _avg_of_z(a: pd.Series, b: pd.Series) -> pd.Series:
 # ----------------------------------------------------------------------------------------------------
 
 
+def resolve_k_large(tidy: pd.DataFrame, k_large: int | None = None) -> int | None:
+    """The k of "pass@large k": `k_large` as configured, else the largest k measured at stage sft (None: none)."""
+    if k_large is not None:
+        return int(k_large)
+    ks = pass_ks(tidy, "sft")
+    return ks[-1] if ks else None
+
+
 def predictor_values(
     tidy: pd.DataFrame, recipes: pd.DataFrame, *, k_large: int | None = None
 ) -> pd.DataFrame:
@@ -104,8 +112,7 @@ def predictor_values(
         )
     runs = [r for r in recipes["run"] if r in scored]
     ks = pass_ks(tidy, "sft")
-    if k_large is None:
-        k_large = ks[-1] if ks else None
+    k_large = resolve_k_large(tidy, k_large)
     columns = ["run", "post_sft", "genloss", "neg_genloss", "pass_at_k_large", "avg_both", "post_rl"]
     extra = [c for c in recipes.columns if c != "run"]
     if not runs:

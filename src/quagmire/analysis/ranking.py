@@ -1,0 +1,502 @@
+"""Rank SFT candidates before RL: drop high-loss checkpoints, rank the rest by pass@large k, predict post-RL.
+
+The paper's practical message is a workflow for spending RL compute: (1) drop SFT candidates whose held-out
+generalization loss is high (and rising), (2) rank the rest by pass@large k, (3) calibrate a predicted post-RL score
+on the few runs that did get RL. This module does the three steps from a study's tidy and recipes tables, and
+measures how well the workflow would have chosen, by leave-one-out over the runs with RL results.
+
+The filter. Held-out losses are comparable only between runs trained on the same data, so a loss is judged "high"
+only against the study's dataset-level runs (`predictors.is_comparable`, the level at which the predictors module
+compares losses): above `analysis.rank.loss_threshold` when one is given, else above the `loss_quantile` of those
+runs' losses. A run outside the dataset level, or one of fewer than `MIN_RUNS_FOR_FIT` comparable runs, is not
+judged and stays a candidate. "Rising" needs the loss along SFT; today generalization loss is measured at the
+final checkpoint only, so it is "not measured" unless a per-step loss series is given (`loss_steps`: run, step,
+genloss): then a loss is rising when its last value exceeds its lowest, and a high loss that is not rising is kept
+(an under-trained checkpoint is not an over-fitted one).
+
+The calibration. post-RL = slope · pass@k_large + intercept, least squares over every recipe run with an RL result
+(pass@k is comparable across all runs). The prediction interval at level L for a candidate x₀ is
+ŷ ± t_{(1+L)/2, n−2} · s · √(1 + 1/n + (x₀ − x̄)² / Sxx), s the residual standard error √(SSR / (n − 2)). With fewer
+than 3 calibration runs there is no fit (as in the predictors module) and no prediction.
+
+Ranking quality, by leave-one-out over the runs with RL results: each is predicted by a fit on the others. Spearman ρ
+of predicted against actual; top-1 hit: the kept run with the highest prediction is the actual best; top-3 hit: the
+actual best is among the three kept runs with the highest predictions; coverage: the share of actuals inside their
+intervals. The filter is applied in the hits (it reads no RL result, so it is not refitted): a filter that drops the
+actual best makes both hits fail.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from quagmire.analysis.predictors import MIN_RUNS_FOR_FIT, fit_predictor, resolve_k_large, select_level
+from quagmire.analysis.tables import (
+    avg_metric_name,
+    checked_tidy,
+    heldout_genloss,
+    macro_metric,
+    normalize_recipes,
+    read_recipes,
+    read_tidy,
+)
+from quagmire.config import settings_for
+from quagmire.errors import QuagmireError
+
+log = logging.getLogger(__name__)
+
+RANK_SECTION = "analysis.rank"  # the config section of the ranking settings; its schema holds every default
+FILTER_LEVEL = "dataset"  # the level at which held-out losses are compared (see predictors.is_comparable)
+KEEP, DROP = "keep", "drop"
+NOT_JUDGED_LEVEL = "not judged: loss not comparable"
+NOT_JUDGED_FEW = "not judged: too few comparable runs"
+NOT_JUDGED_NO_LOSS = "not judged: no loss"
+NOT_MEASURED = "not measured"
+TOP_K = 3
+COLUMNS = (
+    "rank", "run", "subset", "n_unique", "epochs", "lr", "genloss", "loss_cutoff", "loss_high", "loss_rising",
+    "verdict", "pass_at_k_large", "predicted_post_rl", "interval_lo", "interval_hi", "post_rl",
+)  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class Calibration:
+    """The least-squares line of post-RL on pass@k_large and what its prediction interval needs."""
+
+    n: int
+    slope: float = math.nan
+    intercept: float = math.nan
+    residual_se: float = math.nan
+    x_mean: float = math.nan
+    sxx: float = math.nan
+    r2: float = math.nan
+    reason: str = ""  # why there is no fit (empty when fitted)
+
+    @property
+    def fitted(self) -> bool:
+        return math.isfinite(self.slope)
+
+    def predict(self, x: Any, level: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Point predictions and the (low, high) prediction interval at `level` for pass@k values `x`."""
+        xa = np.asarray(x, dtype=float)
+        if not self.fitted:
+            nan = np.full(xa.shape, math.nan)
+            return nan, nan.copy(), nan.copy()
+        pred = self.slope * xa + self.intercept
+        t = float(stats.t.ppf((1.0 + level) / 2.0, self.n - 2))
+        half = t * self.residual_se * np.sqrt(1.0 + 1.0 / self.n + (xa - self.x_mean) ** 2 / self.sxx)
+        return pred, pred - half, pred + half
+
+
+def calibrate(x: Any, y: Any) -> Calibration:
+    """Fit post-RL (`y`) on pass@k_large (`x`) over the finite pairs; no fit below 3 pairs or with a constant x."""
+    fit = fit_predictor(x, y)
+    xa, ya = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    keep = np.isfinite(xa) & np.isfinite(ya)
+    xa, ya = xa[keep], ya[keep]
+    n = int(xa.size)
+    if not math.isfinite(fit["slope"]):
+        if n < MIN_RUNS_FOR_FIT:
+            why = f"{n} run(s) with RL results, at least {MIN_RUNS_FOR_FIT} needed"
+        else:
+            why = f"pass@k_large is the same for all {n} runs with RL results (nothing to fit a line to)"
+        return Calibration(n=n, reason=why)
+    residuals = ya - (fit["slope"] * xa + fit["intercept"])
+    return Calibration(
+        n=n,
+        slope=float(fit["slope"]),
+        intercept=float(fit["intercept"]),
+        residual_se=float(math.sqrt(np.sum(residuals**2) / (n - 2))),
+        x_mean=float(xa.mean()),
+        sxx=float(np.sum((xa - xa.mean()) ** 2)),
+        r2=float(fit["r2"]),
+    )
+
+
+# ----------------------------------------------------------------------------------------------------
+# the filter
+# ----------------------------------------------------------------------------------------------------
+
+
+def loss_rising(loss_steps: pd.DataFrame | None, runs: Sequence[str]) -> dict[str, Any]:
+    """Per run: True/False where a per-step loss series (run, step, genloss) exists, else "not measured"."""
+    out: dict[str, Any] = {run: NOT_MEASURED for run in runs}
+    if loss_steps is None or loss_steps.empty:
+        return out
+    missing = [c for c in ("run", "step", "genloss") if c not in loss_steps.columns]
+    if missing:
+        raise QuagmireError(f"loss series: missing column(s) {', '.join(missing)} (need run, step, genloss)")
+    for run, series in loss_steps.groupby(loss_steps["run"].astype(str)):
+        if run in out:
+            losses = series.sort_values("step")["genloss"].astype(float).to_numpy()
+            if losses.size >= 2:
+                out[run] = bool(losses[-1] > losses.min())
+    return out
+
+
+def loss_filter(
+    candidates: pd.DataFrame, settings: Mapping[str, Any], loss_steps: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """`candidates` (run, genloss, dataset_level, …) with columns loss_cutoff, loss_high, loss_rising and verdict.
+
+    The cutoff is `loss_threshold`, or the `loss_quantile` of the comparable runs' losses; "high" means above it.
+    """
+    frame = candidates.copy()
+    # losses compare at the dataset level only (predictors.is_comparable): the runs of select_level(.., "dataset")
+    comparable = select_level(frame, FILTER_LEVEL)["run"]
+    comparable = frame["run"].isin(comparable) & frame["genloss"].notna()
+    losses = frame.loc[comparable, "genloss"].astype(float)
+    judged = len(losses) >= MIN_RUNS_FOR_FIT
+    if settings["loss_threshold"] is not None:
+        cutoff = float(settings["loss_threshold"])
+    else:
+        cutoff = float(np.quantile(losses, settings["loss_quantile"])) if judged else math.nan
+    rising = loss_rising(loss_steps, list(frame["run"]))
+    highs: list[Any] = []
+    verdicts: list[str] = []
+    for run, loss, is_comparable_run in zip(frame["run"], frame["genloss"], comparable, strict=True):
+        if not math.isfinite(loss):
+            highs.append(None)
+            verdicts.append(NOT_JUDGED_NO_LOSS)
+        elif not is_comparable_run:
+            highs.append(None)
+            verdicts.append(NOT_JUDGED_LEVEL)
+        elif not judged:
+            highs.append(None)
+            verdicts.append(NOT_JUDGED_FEW)
+        else:
+            high = bool(loss > cutoff)
+            highs.append(high)
+            verdicts.append(DROP if high and rising[run] is not False else KEEP)
+    frame["loss_cutoff"] = [cutoff if c else math.nan for c in comparable]
+    frame["loss_high"] = highs
+    frame["loss_rising"] = [rising[r] for r in frame["run"]]
+    frame["verdict"] = verdicts
+    return frame
+
+
+def kept(verdict: str) -> bool:
+    """A candidate the filter lets through (kept, or not judged)."""
+    return verdict != DROP
+
+
+# ----------------------------------------------------------------------------------------------------
+# candidates, ranking, leave-one-out
+# ----------------------------------------------------------------------------------------------------
+
+
+def candidates_of(tidy: pd.DataFrame, recipes: pd.DataFrame, k_large: int | None) -> pd.DataFrame:
+    """Every recipe run with a post-SFT evaluation: its pass@k_large, generalization loss and post-RL score (NaN
+    without RL). `attrs` hold `avg_metric` and `k_large`."""
+    tidy, recipes = checked_tidy(tidy), normalize_recipes(recipes)
+    avg = avg_metric_name(tidy)
+    k = resolve_k_large(tidy, k_large)
+    sft = macro_metric(tidy, "sft", avg)
+    runs = [r for r in recipes["run"] if r in sft.index]
+    if not runs:
+        raise QuagmireError("no recipe run has a post-SFT score: nothing to rank")
+    if k is None:
+        raise QuagmireError("tidy table has no macro pass@k metric at stage sft")
+    passk = macro_metric(tidy, "sft", f"pass@{k}")
+    lacking = [r for r in runs if r not in passk.index]
+    if lacking:
+        raise QuagmireError(f"run(s) {', '.join(lacking)} lack macro pass@{k} at stage sft (analysis.k_large)")
+    frame = recipes[recipes["run"].isin(runs)].reset_index(drop=True)
+    frame["genloss"] = heldout_genloss(tidy).reindex(frame["run"]).to_numpy()
+    frame["pass_at_k_large"] = passk.reindex(frame["run"]).to_numpy()
+    frame["post_rl"] = macro_metric(tidy, "rl", avg).reindex(frame["run"]).to_numpy()
+    frame.attrs.update(avg_metric=avg, k_large=int(k))
+    return frame
+
+
+def rank_candidates(
+    tidy: pd.DataFrame,
+    recipes: pd.DataFrame,
+    settings: Mapping[str, Any],
+    *,
+    k_large: int | None = None,
+    loss_steps: pd.DataFrame | None = None,
+) -> tuple[pd.DataFrame, Calibration]:
+    """The ranking table (COLUMNS): kept candidates first, by pass@k_large (ties by run name), rank 1, 2, …; dropped
+    ones after them without a rank. Every candidate gets a predicted post-RL score and interval from the calibration
+    on the runs with RL results. `settings` is the `analysis.rank` section (filled from the schema here)."""
+    settings = settings_for(RANK_SECTION, settings, "rank settings")
+    frame = loss_filter(candidates_of(tidy, recipes, k_large), settings, loss_steps)
+    calibration = calibrate(frame["pass_at_k_large"], frame["post_rl"])
+    pred, lo, hi = calibration.predict(frame["pass_at_k_large"], settings["interval_level"])
+    frame["predicted_post_rl"], frame["interval_lo"], frame["interval_hi"] = pred, lo, hi
+    frame["_dropped"] = ~frame["verdict"].map(kept)
+    frame = frame.sort_values(["_dropped", "pass_at_k_large", "run"], ascending=[True, False, True], kind="stable")
+    n_kept = int((~frame["_dropped"]).sum())
+    frame["rank"] = pd.array(list(range(1, n_kept + 1)) + [None] * (len(frame) - n_kept), dtype="Int64")
+    attrs = dict(frame.attrs)
+    out = frame.loc[:, list(COLUMNS)].reset_index(drop=True)
+    out.attrs.update(attrs, interval_level=settings["interval_level"], settings=dict(settings))
+    return out, calibration
+
+
+def leave_one_out(ranking: pd.DataFrame, level: float) -> pd.DataFrame:
+    """Per run with an RL result: its prediction and interval from a calibration on the other such runs."""
+    with_rl = ranking[ranking["post_rl"].notna()].reset_index(drop=True)
+    rows = []
+    for i, row in with_rl.iterrows():
+        others = with_rl.drop(index=i)
+        fit = calibrate(others["pass_at_k_large"], others["post_rl"])
+        pred, lo, hi = fit.predict([row["pass_at_k_large"]], level)
+        rows.append({"run": row["run"], "kept": kept(row["verdict"]), "pass_at_k_large": row["pass_at_k_large"],
+                     "post_rl": row["post_rl"], "predicted": float(pred[0]), "interval_lo": float(lo[0]),
+                     "interval_hi": float(hi[0]), "n_fit": fit.n, "no_fit": fit.reason})  # fmt: skip
+    return pd.DataFrame(rows, columns=["run", "kept", "pass_at_k_large", "post_rl", "predicted", "interval_lo",
+                                       "interval_hi", "n_fit", "no_fit"])  # fmt: skip
+
+
+def ranking_quality(loo: pd.DataFrame, level: float) -> dict[str, Any]:
+    """Spearman ρ, top-1 and top-3 hit and interval coverage of the leave-one-out predictions (module docstring)."""
+    n = len(loo)
+    out: dict[str, Any] = {"n_runs_with_rl": n, "interval_level": level, "spearman": None, "top1_hit": None,
+                           "top3_hit": None, "coverage": None, "actual_best": None, "predicted_best": None,
+                           "predicted_top3": [], "note": ""}  # fmt: skip
+    usable = loo[np.isfinite(loo["predicted"].astype(float))]
+    if n == 0:
+        out["note"] = "no run has an RL result: no ranking quality"
+        return out
+    if len(usable) < n:
+        unfit = loo.loc[~np.isfinite(loo["predicted"].astype(float))].iloc[0]
+        out["note"] = f"no leave-one-out fit without {unfit['run']}: {unfit['no_fit']}"
+        return out
+    actual, predicted = loo["post_rl"].astype(float), loo["predicted"].astype(float)
+    if n >= MIN_RUNS_FOR_FIT and np.ptp(actual) > 0 and np.ptp(predicted) > 0:
+        out["spearman"] = float(stats.spearmanr(predicted, actual).statistic)
+    best = loo.sort_values(["post_rl", "run"], ascending=[False, True]).iloc[0]["run"]
+    picks = loo[loo["kept"]].sort_values(["predicted", "run"], ascending=[False, True])["run"].tolist()
+    out["actual_best"], out["predicted_best"] = best, (picks[0] if picks else None)
+    out["predicted_top3"] = picks[:TOP_K]
+    out["top1_hit"] = bool(picks[:1] == [best])
+    out["top3_hit"] = bool(best in picks[:TOP_K])
+    inside = (loo["interval_lo"] <= loo["post_rl"]) & (loo["post_rl"] <= loo["interval_hi"])
+    out["coverage"] = float(inside.mean())
+    if best not in set(loo.loc[loo["kept"], "run"]):
+        out["note"] = f"the filter dropped the actual best run ({best})"
+    return out
+
+
+def pooled_quality(per_study: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """Quality over several studies, pooled where pooling means something without a cross-study fit: coverage over
+    every run, top-1 and top-3 hits as counts of studies, and the mean of the per-study Spearman ρ (fits stay per
+    study, as the paper's rule for a paper of several studies has it)."""
+    judged = {name: q for name, q in per_study.items() if q.get("coverage") is not None}
+    runs = sum(q["n_runs_with_rl"] for q in judged.values())
+    rhos = [q["spearman"] for q in judged.values() if q.get("spearman") is not None]
+    return {
+        "studies": len(judged),
+        "n_runs_with_rl": runs,
+        "coverage": (sum(q["coverage"] * q["n_runs_with_rl"] for q in judged.values()) / runs) if runs else None,
+        "top1_hits": sum(bool(q["top1_hit"]) for q in judged.values()),
+        "top3_hits": sum(bool(q["top3_hit"]) for q in judged.values()),
+        "mean_spearman": float(np.mean(rhos)) if rhos else None,
+    }
+
+
+# ----------------------------------------------------------------------------------------------------
+# writing
+# ----------------------------------------------------------------------------------------------------
+
+
+def _num(value: Any, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)) or value is pd.NA:
+        return "–"
+    return f"{value:.{digits}f}"
+
+
+def _flag(value: Any) -> str:
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return {True: "yes", False: "no"}.get(value, str(value))
+
+
+def quality_lines(quality: Mapping[str, Any]) -> list[str]:
+    """The "ranking quality" block: one line per leave-one-out number."""
+    level = f"{quality['interval_level']:.0%}"
+    lines = [f"- runs with RL results: {quality['n_runs_with_rl']}"]
+    if quality["coverage"] is not None:
+        top3 = ", ".join(quality["predicted_top3"])
+        lines += [
+            f"- Spearman ρ (leave-one-out predicted vs actual post-RL): {_num(quality['spearman'], 2)}",
+            f"- top-1 hit: {_flag(quality['top1_hit'])} (predicted best {quality['predicted_best']}, actual best "
+            f"{quality['actual_best']})",
+            f"- top-3 hit: {_flag(quality['top3_hit'])} (predicted top 3: {top3})",
+            f"- {level} interval coverage: {quality['coverage']:.0%}",
+        ]
+    if quality["note"]:
+        lines.append(f"- note: {quality['note']}")
+    return lines
+
+
+def ranking_markdown(ranking: pd.DataFrame, calibration: Calibration, quality: Mapping[str, Any]) -> str:
+    """The ranking (filter verdicts, pass@k, predicted post-RL ± interval) and the ranking-quality block."""
+    k, avg, level = ranking.attrs["k_large"], ranking.attrs["avg_metric"], ranking.attrs["interval_level"]
+    settings = ranking.attrs["settings"]
+    cutoff = (f"above {settings['loss_threshold']:g} nats" if settings["loss_threshold"] is not None
+              else f"above the {settings['loss_quantile']:g} quantile of the dataset-level runs' losses")  # fmt: skip
+    if calibration.fitted:
+        sign = "−" if calibration.intercept < 0 else "+"
+        fit = (f"post-RL {avg} = {calibration.slope:.3f} · pass@{k} {sign} {abs(calibration.intercept):.3f} over "
+               f"{calibration.n} runs with RL results (R² {calibration.r2:.2f}, residual SE "
+               f"{calibration.residual_se:.3f}); {level:.0%} prediction intervals, t with "
+               f"{calibration.n - 2} dof.")  # fmt: skip
+    else:
+        fit = f"No calibration: {calibration.reason}; no predicted score or interval."
+    measured = any(isinstance(r, bool) for r in ranking["loss_rising"])
+    rising = ("and rising (its last loss along SFT above its lowest)" if measured
+              else "(and rising: not measured, the loss exists at the final SFT checkpoint only, so high alone "
+              "drops)")  # fmt: skip
+    lines = [
+        "# Ranking SFT candidates before RL",
+        "",
+        f"Filter: drop a candidate whose held-out generalization loss is high, {cutoff} {rising}; losses are "
+        "compared among dataset-level runs only (same data), other runs are not judged and stay candidates. Rank "
+        f"the rest by post-SFT pass@{k}. {fit}",
+        "",
+        f"| rank | run | loss | high | rising | verdict | pass@{k} | predicted post-RL [{level:.0%} PI] | "
+        f"post-RL {avg} |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in ranking.itertuples(index=False):
+        rank = "–" if row.rank is pd.NA else str(row.rank)
+        interval = f" [{_num(row.interval_lo)}, {_num(row.interval_hi)}]" if math.isfinite(row.interval_lo) else ""
+        lines.append(
+            f"| {rank} | {row.run} | {_num(row.genloss)} | {_flag(row.loss_high)} | {_flag(row.loss_rising)} | "
+            f"{row.verdict} | {_num(row.pass_at_k_large)} | {_num(row.predicted_post_rl)}{interval} | "
+            f"{_num(row.post_rl)} |"
+        )
+    lines += ["", "## Ranking quality (leave-one-out over the runs with RL results)", "", *quality_lines(quality)]
+    return "\n".join(lines) + "\n"
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready values: numpy scalars as Python ones, NaN, inf and NA as None."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if value is pd.NA:
+        return None
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def ranking_figure(ranking: pd.DataFrame, calibration: Calibration, loo: pd.DataFrame, plot_settings: Any) -> Any:
+    """Left: predicted post-RL against pass@k_large, interval bars, actuals where RL ran, dropped runs in grey.
+    Right: leave-one-out predicted against actual post-RL, with the diagonal."""
+    from quagmire.analysis.plots import new_figure, no_data
+
+    k, avg = ranking.attrs["k_large"], ranking.attrs["avg_metric"]
+    fig, axes = new_figure(plot_settings, 1, 2)
+    left, right = axes[0]
+    x = ranking["pass_at_k_large"].to_numpy(dtype=float)
+    if calibration.fitted:
+        grid = np.linspace(x.min(), x.max(), 50)
+        line, lo, hi = calibration.predict(grid, ranking.attrs["interval_level"])
+        left.plot(grid, line, color="0.3", linewidth=1, label="calibration")
+        left.fill_between(grid, lo, hi, color="0.85", label=f"{ranking.attrs['interval_level']:.0%} PI")
+        for dropped, color, label in ((False, "tab:blue", "predicted (kept)"), (True, "0.6", "predicted (dropped)")):
+            part = ranking[ranking["verdict"].map(kept) != dropped]
+            if len(part):
+                y = part["predicted_post_rl"].to_numpy(dtype=float)
+                err = np.vstack([y - part["interval_lo"].to_numpy(dtype=float),
+                                 part["interval_hi"].to_numpy(dtype=float) - y])  # fmt: skip
+                left.errorbar(part["pass_at_k_large"], y, yerr=err, fmt="o", color=color, capsize=3, label=label)
+    else:
+        no_data(left, "no calibration (< 3 runs with RL)")
+    actual = ranking[ranking["post_rl"].notna()]
+    left.scatter(actual["pass_at_k_large"], actual["post_rl"], marker="x", color="tab:red", label="actual", zorder=3)
+    left.set_xlabel(f"post-SFT pass@{k}")
+    left.set_ylabel(f"post-RL {avg}")
+    left.set_title("Predicted post-RL score")
+    left.legend(fontsize="small")
+    usable = loo[np.isfinite(loo["predicted"].astype(float))] if len(loo) else loo
+    if len(usable):
+        y = usable["predicted"].to_numpy(dtype=float)
+        err = np.vstack([y - usable["interval_lo"].to_numpy(dtype=float),
+                         usable["interval_hi"].to_numpy(dtype=float) - y])  # fmt: skip
+        right.errorbar(usable["post_rl"], y, yerr=err, fmt="o", color="tab:blue", capsize=3)
+        lims = [min(usable["post_rl"].min(), y.min()), max(usable["post_rl"].max(), y.max())]
+        right.plot(lims, lims, color="0.5", linestyle="--", linewidth=1)
+        for run, xa, ya in zip(usable["run"], usable["post_rl"], y, strict=True):
+            right.annotate(run, (xa, ya), fontsize="x-small", xytext=(3, 3), textcoords="offset points")
+    else:
+        no_data(right, "no leave-one-out (< 4 runs with RL)")
+    right.set_xlabel(f"actual post-RL {avg}")
+    right.set_ylabel("leave-one-out predicted")
+    right.set_title("Leave-one-out")
+    return fig
+
+
+def rank_to_file(
+    tidy: str | os.PathLike[str],
+    recipes: str | os.PathLike[str],
+    settings: Mapping[str, Any],
+    plot_settings: Mapping[str, Any],
+    out_csv: str | os.PathLike[str],
+    out_md: str | os.PathLike[str],
+    out_json: str | os.PathLike[str],
+    out_figure: str | os.PathLike[str],
+    loss_steps: str | os.PathLike[str] | None = None,
+) -> dict[str, Any]:
+    """The `quagmire rank` step: rank a study's SFT candidates, measure the ranking by leave-one-out, write the
+    table (CSV, Markdown), the quality (JSON) and the figure (PNG); print the Markdown. `settings` holds the
+    study's `analysis.k_large` and `analysis.rank`; `plot_settings` its `plots` section (the figure is PNG whatever
+    its format, since one rule writes it next to the tables)."""
+    from quagmire.analysis.plots import PlotSettings, save_figure
+    from quagmire.io import atomic_path
+    from quagmire.provenance import step_manifest, write_sidecar
+
+    rank_settings = settings_for(RANK_SECTION, settings.get("rank"), "rank settings")
+    steps = None
+    if loss_steps is not None:
+        try:
+            steps = pd.read_csv(loss_steps, dtype={"run": str})
+        except FileNotFoundError as exc:
+            raise QuagmireError(f"loss series not found: {loss_steps}") from exc
+    ranking, calibration = rank_candidates(
+        read_tidy(tidy), read_recipes(recipes), rank_settings, k_large=settings.get("k_large"), loss_steps=steps
+    )
+    loo = leave_one_out(ranking, rank_settings["interval_level"])
+    quality = ranking_quality(loo, rank_settings["interval_level"])
+    record = {
+        "metric": ranking.attrs["avg_metric"],
+        "k_large": ranking.attrs["k_large"],
+        "settings": rank_settings,
+        "calibration": dataclasses.asdict(calibration),
+        "quality": quality,
+        "leave_one_out": loo.to_dict(orient="records"),
+    }
+    markdown = ranking_markdown(ranking, calibration, quality)
+    with atomic_path(out_csv) as tmp:
+        ranking.to_csv(tmp, index=False)
+    with atomic_path(out_md) as tmp:
+        Path(tmp).write_text(markdown)
+    with atomic_path(out_json) as tmp:
+        Path(tmp).write_text(json.dumps(_plain(record), indent=2, ensure_ascii=False, allow_nan=False) + "\n")
+    figure_settings = dataclasses.replace(PlotSettings.from_config(plot_settings), format="png")
+    save_figure(ranking_figure(ranking, calibration, loo, figure_settings), out_figure, figure_settings)
+    manifest = step_manifest("rank", [("tidy", tidy), ("recipes", recipes)],
+                             settings={"analysis": dict(settings), "plots": dict(plot_settings)})  # fmt: skip
+    for path in (out_csv, out_md, out_json, out_figure):
+        write_sidecar(path, manifest)
+    print(markdown, end="")
+    return quality
