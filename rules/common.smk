@@ -353,6 +353,38 @@ def genloss_pairs(wildcards):
     return " ".join(f"{recipe}={study.path('genloss', f'{recipe}.json')}" for recipe in study.recipes)
 
 
+def sft_grade_files(wildcards):
+    """Every post-SFT grades file of the study: recipe by recipe, each in benchmark order."""
+    study = STUDIES[wildcards.study]
+    return [study.path("eval", "sft", r, f"{b}.grades.parquet") for r in study.recipes for b in study.benchmarks]
+
+
+def sft_grade_pairs(wildcards):
+    """RUN/BENCHMARK=PATH for each post-SFT grades file (as `quagmire predictor-cost --grades` reads them)."""
+    study = STUDIES[wildcards.study]
+    return " ".join(
+        f"{r}/{b}={study.path('eval', 'sft', r, f'{b}.grades.parquet')}" for r in study.recipes for b in study.benchmarks
+    )
+
+
+def recipe_rl_dirs(wildcards):
+    """The GRPO run folder of every SFT recipe (each holds its train_stats.json); GRPO from the base is not one."""
+    study = STUDIES[wildcards.study]
+    return [study.path("rl", r) for r in study.recipes]
+
+
+def recipe_rl_pairs(wildcards):
+    study = STUDIES[wildcards.study]
+    return " ".join(f"{r}={study.path('rl', r)}" for r in study.recipes)
+
+
+def predictor_cost_settings(wildcards):
+    """What the predictor cost table reads: the analysis section, the seed, and the GRPO batch (its RL cost)."""
+    config = study_config(wildcards)
+    rl = {k: config["rl"][k] for k in ("prompts_per_step", "group_size", "format_reward")}
+    return as_json({**config["analysis"], "seed": config["seed"], **rl})
+
+
 # ---- envs --------------------------------------------------------------------------------------------------
 # vLLM pins its own transformers: sampling with eval.backend vllm and GRPO with rl.use_vllm run in envs/vllm.yaml.
 SAMPLE_ENV = per_study(lambda c: "../envs/vllm.yaml" if c["eval"]["backend"] == "vllm" else "../envs/sample.yaml")

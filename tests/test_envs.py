@@ -276,7 +276,7 @@ def test_small_envs_as_venvs_run_their_rules_commands(
         for out in job["output"]:
             assert (workdir / out).exists(), f"rule {job['rule']}: no {out}"
         ran[job["rule"]] = env
-    assert set(ran) == {"grade", "score", "recipes_table", "tidy_table", "predictors", "findings", "plot", "benchmark",
+    assert set(ran) == {"grade", "score", "recipes_table", "tidy_table", "predictors", "findings", "predictor_cost", "plot", "benchmark",
                         "filter_sft", "filter_rl"}, ran
     assert len(pd.read_csv(work / "results" / "smoke" / "tables" / "predictors.csv")) > 0
     print(f"venvs ready in {built:.0f} s; {len(selected)} jobs ran in {time.monotonic() - started - built:.0f} s")

@@ -48,6 +48,7 @@ OUTPUTS: dict[str, ReportOutput] = {
     "predictors": ReportOutput("predictors/predictors.rst", PREDICTORS, "how well each predictor predicts"),
     "predictor_values": ReportOutput("predictors/predictor_values.rst", PREDICTORS, "each run's predictor values"),
     "passk_sweep_table": ReportOutput("predictors/passk_sweep.rst", PREDICTORS, "rank correlation as k grows"),
+    "predictor_cost": ReportOutput("predictors/predictor_cost.rst", PREDICTORS, "what each predictor costs"),
     "findings": ReportOutput("paper/findings.rst", PAPER_FINDINGS, "the paper's claims, checked"),
     "paper_predictors": ReportOutput("paper/paper_predictors.rst", PAPER_FINDINGS, "predictors across models"),
     "paper_tables": ReportOutput("paper/paper_tables.rst", PAPER_FINDINGS, "the paper's Tables 1-4"),

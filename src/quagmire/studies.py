@@ -109,6 +109,7 @@ class Study:
             self.path("tables", "tidy.csv"),
             self.path("tables", "predictors.csv"),
             self.path("tables", "findings.md"),
+            self.path("tables", "predictor_cost.md"),
             *[self.path("figures", f"{name}.{fmt}") for name in self.config["plots"]["figures"]],
         ]
 
