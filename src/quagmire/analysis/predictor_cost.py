@@ -38,7 +38,7 @@ from quagmire.analysis.tables import read_recipes, read_tidy
 from quagmire.errors import QuagmireError
 from quagmire.eval.metrics import pass_at_ks
 from quagmire.provenance import step_manifest, write_sidecar
-from quagmire.verify_pool import GOLD_INVALID
+from quagmire.statuses import GOLD_INVALID
 
 log = logging.getLogger(__name__)
 
