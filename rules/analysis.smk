@@ -59,6 +59,32 @@ rule predictors:
         "--values {output.values} --sweep {output.sweep} --out {output.quality} > {log} 2>&1"
 
 
+rule predictor_cost:
+    """What each predictor costs (samples, SFT checkpoints, RL steps) beside its held-out-half R² and ρ."""
+    input:
+        tidy=f"{R}/tables/tidy.csv",
+        recipes=f"{R}/tables/recipes.csv",
+        grades=sft_grade_files,
+        rl=recipe_rl_dirs,
+    output:
+        csv=f"{R}/tables/predictor_cost.csv",
+        md=in_report(f"{R}/tables/predictor_cost.md", "predictor_cost"),
+    params:
+        grades=sft_grade_pairs,
+        rl=recipe_rl_pairs,
+        settings=predictor_cost_settings,
+    log:
+        f"{LOGS}/analysis/predictor_cost.log",
+    localrule: True  # cheap: runs on the submitting host, not as a cluster job
+    conda:
+        "../envs/analysis.yaml"
+    resources:
+        **job_resources("analysis"),
+    shell:
+        "quagmire predictor-cost --tidy {input.tidy} --recipes {input.recipes} --grades {params.grades} "
+        "--rl {params.rl} --settings {params.settings:q} --out {output.csv} --out-md {output.md} > {log} 2>&1"
+
+
 rule findings:
     """The paper's claims (a)-(e), each checked against this study's tables: reproduced, not reproduced or not
     applicable, with the numbers it rests on."""

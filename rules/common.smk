@@ -328,9 +328,10 @@ def pretrain_settings(wildcards):
 
 
 def predictor_settings(wildcards):
-    """The analysis section (less the ranking's own settings, which no predictor reads) and the study's seed."""
+    """Only the analysis keys the predictors read, and the study's seed: a key added for another table (the
+    ranking's, the predictor cost table's) must not rerun them."""
     config = study_config(wildcards)
-    return as_json({**{k: v for k, v in config["analysis"].items() if k != "rank"}, "seed": config["seed"]})
+    return as_json({**{k: config["analysis"][k] for k in ("k_large", "n_splits")}, "seed": config["seed"]})
 
 
 def plot_settings(wildcards):
@@ -357,6 +358,38 @@ def genloss_files(wildcards):
 def genloss_pairs(wildcards):
     study = STUDIES[wildcards.study]
     return " ".join(f"{recipe}={study.path('genloss', f'{recipe}.json')}" for recipe in study.recipes)
+
+
+def sft_grade_files(wildcards):
+    """Every post-SFT grades file of the study: recipe by recipe, each in benchmark order."""
+    study = STUDIES[wildcards.study]
+    return [study.path("eval", "sft", r, f"{b}.grades.parquet") for r in study.recipes for b in study.benchmarks]
+
+
+def sft_grade_pairs(wildcards):
+    """RUN/BENCHMARK=PATH for each post-SFT grades file (as `quagmire predictor-cost --grades` reads them)."""
+    study = STUDIES[wildcards.study]
+    return " ".join(
+        f"{r}/{b}={study.path('eval', 'sft', r, f'{b}.grades.parquet')}" for r in study.recipes for b in study.benchmarks
+    )
+
+
+def recipe_rl_dirs(wildcards):
+    """The GRPO run folder of every SFT recipe (each holds its train_stats.json); GRPO from the base is not one."""
+    study = STUDIES[wildcards.study]
+    return [study.path("rl", r) for r in study.recipes]
+
+
+def recipe_rl_pairs(wildcards):
+    study = STUDIES[wildcards.study]
+    return " ".join(f"{r}={study.path('rl', r)}" for r in study.recipes)
+
+
+def predictor_cost_settings(wildcards):
+    """What the predictor cost table reads: the analysis section, the seed, and the GRPO batch (its RL cost)."""
+    config = study_config(wildcards)
+    rl = {k: config["rl"][k] for k in ("prompts_per_step", "group_size", "format_reward")}
+    return as_json({**config["analysis"], "seed": config["seed"], **rl})
 
 
 # ---- envs --------------------------------------------------------------------------------------------------

@@ -88,6 +88,7 @@ def test_sft_setting_change_reruns_exactly_what_depends_on_sft(
             "predictors": 1,
             "findings": 1,
             "rank": 1,
+            "predictor_cost": 1,
             "plot": 6,
             "all": 1,
         }
@@ -114,6 +115,7 @@ def test_one_recipe_change_reruns_only_that_recipe_chain(smoke_study: tuple[Path
             "predictors": 1,
             "findings": 1,
             "rank": 1,
+            "predictor_cost": 1,
             "plot": 6,
             "all": 1,
         }
@@ -122,7 +124,7 @@ def test_one_recipe_change_reruns_only_that_recipe_chain(smoke_study: tuple[Path
 
 TRAINING_SAMPLING_GRADING = {"pretrain", "sft", "grpo", "genloss", "sample_shard", "gather_samples", "grade", "score"}
 AFTER_TIDY = {
-    "tidy_table": 1, "predictors": 1, "findings": 1, "rank": 1, "plot": 6, "all": 1,
+    "tidy_table": 1, "predictors": 1, "findings": 1, "rank": 1, "predictor_cost": 1, "plot": 6, "all": 1,
 }  # what a changed tidy table reruns
 
 
@@ -131,7 +133,7 @@ AFTER_TIDY = {
     [
         # a comparison label is read by the recipes table only: no model, sample or grade is redone
         ("label", ["sft", "recipes", "random_n64_ep2", "instance_level"], True,
-         {"recipes_table": 1, "predictors": 1, "findings": 1, "rank": 1, "plot": 6, "all": 1}),
+         {"recipes_table": 1, "predictors": 1, "findings": 1, "rank": 1, "predictor_cost": 1, "plot": 6, "all": 1}),
         # operational knobs: how jobs run, never what they compute
         ("rl_save_steps", ["rl", "save_steps"], 1, {}),
         ("rl_save_total_limit", ["rl", "save_total_limit"], 5, {}),
@@ -141,9 +143,12 @@ AFTER_TIDY = {
         ("threads", ["threads"], 2, {}),
         # GRPO from the base model dropped: the other runs stand; the tables are rebuilt without it
         ("from_base", ["rl", "from_base"], False, AFTER_TIDY),
-        ("analysis", ["analysis", "n_splits"], 7, {"predictors": 1, "findings": 1, "all": 1}),
-        ("k_large", ["analysis", "k_large"], 2, {"predictors": 1, "findings": 1, "rank": 1, "all": 1}),
+        ("analysis", ["analysis", "n_splits"], 7, {"predictors": 1, "findings": 1, "rank": 1, "predictor_cost": 1,
+                                                  "all": 1}),
+        ("k_large", ["analysis", "k_large"], 2, {"predictors": 1, "findings": 1, "rank": 1, "predictor_cost": 1,
+                                                "all": 1}),
         ("rank", ["analysis", "rank", "interval_level"], 0.9, {"rank": 1, "all": 1}),
+        ("cost_draws", ["analysis", "cost_draws"], 2, {"predictor_cost": 1, "all": 1}),  # predictors keep their keys
         ("plots", ["plots", "width"], 5.0, {"plot": 6, "all": 1}),
     ],
 )
@@ -320,6 +325,7 @@ PAPER_JOBS = {  # 10 SFT recipes, GRPO from each and from the base, 22 models x 
     "sft": 10, "grpo": 11, "genloss": 10, "sample_shard": 616, "gather_samples": 154, "grade": 154, "score": 22,
     "recipes_table": 1, "tidy_table": 1, "predictors": 1, "findings": 1, "rank": 1, "plot": 6, "all": 1,
 }
+PAPER_JOBS["predictor_cost"] = 1  # +1 per study: tables/predictor_cost
 
 
 @pytest.mark.parametrize("name", ["paper_llama3_nemotron", "paper_mistral_acereason", "paper_qwen3_base"])
@@ -327,7 +333,7 @@ def test_paper_configs_plan_the_expected_jobs(name: str, tmp_path: Path) -> None
     """The README's job counts, as a dry run computes them (no download, no GPU)."""
     jobs = planned_jobs(tmp_path, REPO / "config" / f"{name}.yaml")
     assert dict(jobs) == PAPER_JOBS
-    assert sum(jobs.values()) == 1008
+    assert sum(jobs.values()) == 1009
 
 
 def test_the_whole_paper_plans_as_one_dag(tmp_path: Path) -> None:
@@ -336,4 +342,4 @@ def test_the_whole_paper_plans_as_one_dag(tmp_path: Path) -> None:
     expected = Counter({rule: 3 * count for rule, count in PAPER_JOBS.items()})
     expected.update({"all": -2, "paper_tables": 1, "paper_figure": 1})
     assert jobs == expected
-    assert sum(jobs.values()) == 3024
+    assert sum(jobs.values()) == 3027

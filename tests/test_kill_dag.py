@@ -27,7 +27,7 @@ KILL_POINTS: list[tuple[str, set[str], str | None]] = [
     ("sft", {"sft"}, "results/smoke/sft/*.partial/trainer/checkpoint-*/trainer_state.json"),
     ("grpo", {"grpo"}, "results/smoke/rl/*.partial/trainer/checkpoint-*/trainer_state.json"),
     ("sampling", {"sample_shard"}, "results/smoke/eval/*/*/shards/*.samples.parquet.partial/*"),
-    ("analysis", {"tidy_table", "predictors", "findings", "rank", "plot", "recipes_table"}, None),
+    ("analysis", {"tidy_table", "predictors", "findings", "rank", "predictor_cost", "plot", "recipes_table"}, None),
 ]
 RULE_START = re.compile(r"^(?:local)?rule (\w+):")
 POINT_TIMEOUT_S = 600.0

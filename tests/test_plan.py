@@ -27,12 +27,13 @@ CLUSTER_FAMILY = {
     "sample_shard": "sample", "grade": "grade",
 }  # fmt: skip
 LOCAL_RULES = {
-    "gather_samples", "score", "recipes_table", "tidy_table", "predictors", "findings", "rank", "plot", "all",
+    "gather_samples", "score", "recipes_table", "tidy_table", "predictors", "findings", "rank", "predictor_cost",
+    "plot", "all",
 }
 SMOKE_JOBS = {
     "world": 1, "world_benchmark": 2, "tokenizer": 1, "pretrain": 1, "subset": 3, "sft": 4, "grpo": 5, "genloss": 4,
     "sample_shard": 20, "gather_samples": 20, "grade": 20, "score": 10, "recipes_table": 1, "tidy_table": 1,
-    "predictors": 1, "findings": 1, "rank": 1, "plot": 6, "all": 1,
+    "predictors": 1, "findings": 1, "rank": 1, "predictor_cost": 1, "plot": 6, "all": 1,
 }  # fmt: skip  (eval.shards 1: every evaluation is one sample_shard job and its gather_samples job)
 
 
@@ -43,7 +44,7 @@ def paper_plan(tmp_path_factory: pytest.TempPathFactory):
 
 def test_paper_plan_counts_the_readme_jobs_per_rule(paper_plan) -> None:
     assert paper_plan.jobs_per_rule() == PAPER_JOBS
-    assert paper_plan.jobs == 1008 and paper_plan.done == 0
+    assert paper_plan.jobs == 1009 and paper_plan.done == 0
     assert set(PAPER_JOBS) == set(CLUSTER_FAMILY) | LOCAL_RULES
 
 
@@ -81,7 +82,7 @@ def test_paper_plan_rows_carry_each_jobs_request_and_family(paper_plan) -> None:
 
 def test_smoke_plan_has_no_gpus_and_counts_threads_as_cpus(tmp_path: Path) -> None:
     plan = plan_workflow(SMOKE, workdir=tmp_path)
-    assert plan.jobs_per_rule() == SMOKE_JOBS and plan.jobs == 103
+    assert plan.jobs_per_rule() == SMOKE_JOBS and plan.jobs == 104
     assert plan.gpu_hours == 0
     config = yaml.safe_load(SMOKE.read_text())
     assert all(row.cpus == config.get("threads", 1) for row in plan.rows if row.rule in ("sft", "grade"))
@@ -95,8 +96,8 @@ def test_existing_outputs_are_not_counted_unless_all_jobs(tmp_path: Path) -> Non
     done.parent.mkdir(parents=True)
     done.write_bytes(b"")
     plan = plan_workflow(PAPER, workdir=tmp_path)
-    assert plan.jobs_per_rule()["benchmark"] == 6 and plan.done == 1 and plan.jobs == 1007
-    assert "1 of 1008 jobs are already done and not counted" in format_plan(plan)
+    assert plan.jobs_per_rule()["benchmark"] == 6 and plan.done == 1 and plan.jobs == 1008
+    assert "1 of 1009 jobs are already done and not counted" in format_plan(plan)
     everything = plan_workflow(PAPER, workdir=tmp_path, all_jobs=True)
     assert everything.jobs_per_rule() == PAPER_JOBS
 

@@ -30,8 +30,7 @@ STATE = "/tmp/quagmire-slurm-test"  # fixed: a run killed before its teardown is
 PARTITION = "local"
 LOCAL_RULES = {
     "score", "gather_samples", "world_benchmark", "recipes_table", "tidy_table", "predictors", "findings", "rank",
-    "plot",
-    "all",
+    "plot", "all", "predictor_cost",
 }
 GPU_FAMILY, GPU_RULES, GPUS = "genloss", {"genloss"}, 2  # the family given fake GPUs (CPU torch ignores them)
 TEST_PROFILE = f"""\

@@ -360,6 +360,22 @@ COMMANDS: tuple[Command, ...] = (
         ),
     ),
     Command(
+        "predictor-cost", "What each predictor of the post-RL score costs (samples, checkpoints, RL steps); R², ρ.",
+        "quagmire.analysis.predictor_cost:cost_to_file",
+        (
+            arg("--tidy", required=True),
+            arg("--recipes", required=True),
+            arg("--grades", nargs="+", required=True, metavar="RUN/BENCHMARK=PATH", parse="pairs",
+                help="post-SFT grades files"),
+            arg("--rl", nargs="+", required=True, metavar="RUN=DIR", parse="pairs",
+                help="GRPO run folders (their train_stats.json)"),
+            _settings_arg("the analysis section, the seed, rl prompts_per_step, group_size, format_reward"),
+            arg("--loss-along-sft", default=None, help="CSV (run, step, genloss): loss at each SFT checkpoint"),
+            _out(),
+            arg("--out-md", required=True),
+        ),
+    ),
+    Command(
         "findings", "The paper's findings (a)-(e), checked against the study's tidy, recipes and predictors tables.",
         "quagmire.analysis.findings:findings_to_file",
         (

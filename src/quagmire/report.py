@@ -50,6 +50,7 @@ OUTPUTS: dict[str, ReportOutput] = {
     "passk_sweep_table": ReportOutput("predictors/passk_sweep.rst", PREDICTORS, "rank correlation as k grows"),
     "ranking": ReportOutput("predictors/ranking.rst", PREDICTORS, "SFT candidates ranked before RL"),
     "ranking_figure": ReportOutput("predictors/ranking_figure.rst", PREDICTORS, "predicted post-RL, leave-one-out"),
+    "predictor_cost": ReportOutput("predictors/predictor_cost.rst", PREDICTORS, "what each predictor costs"),
     "findings": ReportOutput("paper/findings.rst", PAPER_FINDINGS, "the paper's claims, checked"),
     "paper_predictors": ReportOutput("paper/paper_predictors.rst", PAPER_FINDINGS, "predictors across models"),
     "paper_tables": ReportOutput("paper/paper_tables.rst", PAPER_FINDINGS, "the paper's Tables 1-4"),

@@ -110,6 +110,7 @@ class Study:
             self.path("tables", "predictors.csv"),
             self.path("tables", "findings.md"),
             self.path("tables", "ranking.md"),
+            self.path("tables", "predictor_cost.md"),
             *[self.path("figures", f"{name}.{fmt}") for name in self.config["plots"]["figures"]],
         ]
 

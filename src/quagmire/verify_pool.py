@@ -53,13 +53,8 @@ from typing import Any
 
 from quagmire import answers
 from quagmire.errors import QuagmireError
+from quagmire.statuses import CORRECT, GOLD_INVALID, INCORRECT, NO_ANSWER, STATUSES, TIMEOUT  # noqa: F401 (re-exported)
 
-CORRECT = "correct"
-INCORRECT = "incorrect"
-NO_ANSWER = "no_answer"
-TIMEOUT = "timeout"
-GOLD_INVALID = "gold_invalid"
-STATUSES: tuple[str, ...] = (CORRECT, INCORRECT, NO_ANSWER, TIMEOUT, GOLD_INVALID)
 GOLD_UNPARSEABLE = "gold_unparseable"  # Verdict.reason of a gold_invalid verdict: math-verify finds nothing in it
 GOLD_TIMEOUT = "gold_timeout"  # Verdict.reason of a gold_invalid verdict: its parse ran out of CPU time or memory
 MEMORY_LIMIT_BYTES = 4 << 30  # address space per worker (RLIMIT_AS); a worker needs ~0.5 GiB to start

@@ -22,7 +22,7 @@ import pandas as pd
 
 from quagmire.errors import QuagmireError
 from quagmire.provenance import MANIFEST_KEY
-from quagmire.verify_pool import GOLD_INVALID, STATUSES
+from quagmire.statuses import GOLD_INVALID, STATUSES
 
 log = logging.getLogger(__name__)
 
