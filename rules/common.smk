@@ -386,10 +386,12 @@ def recipe_rl_pairs(wildcards):
 
 
 def predictor_cost_settings(wildcards):
-    """What the predictor cost table reads: the analysis section, the seed, and the GRPO batch (its RL cost)."""
+    """What the predictor cost table reads: the analysis section (less the ranking's own settings), the seed, and
+    the GRPO batch (its RL cost)."""
     config = study_config(wildcards)
     rl = {k: config["rl"][k] for k in ("prompts_per_step", "group_size", "format_reward")}
-    return as_json({**config["analysis"], "seed": config["seed"], **rl})
+    analysis = {k: v for k, v in config["analysis"].items() if k != "rank"}
+    return as_json({**analysis, "seed": config["seed"], **rl})
 
 
 # ---- envs --------------------------------------------------------------------------------------------------

@@ -33,6 +33,20 @@ def test_a_local_snapshot_is_copied_checked_and_recorded(tiny_base: Path, tmp_pa
     assert load_tokenizer(tok).get_vocab() == load_tokenizer(tiny_base).get_vocab()
 
 
+def test_a_snapshot_made_by_another_rule_keeps_its_snakemake_marker_to_itself(tiny_base: Path, tmp_path: Path) -> None:
+    """A local snapshot that is another rule's directory output holds Snakemake's `.snakemake_timestamp`. Linked
+    along, Snakemake's touch of the copy's marker would touch the source's too and rerun all that follows it."""
+    source = tmp_path / "other_rule_output"
+    shutil.copytree(tiny_base, source)
+    marker = source / ".snakemake_timestamp"
+    marker.touch()
+    out = tmp_path / "models" / "base"
+    fetch_base({"path": str(source)}, out, tmp_path / "models" / "tokenizer")
+    assert not (out / ".snakemake_timestamp").exists()
+    assert marker.stat().st_nlink == 1
+    assert (out / "model.safetensors").is_file()
+
+
 def test_the_hub_path_downloads_the_pinned_revision(
     tiny_base: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

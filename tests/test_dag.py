@@ -63,7 +63,7 @@ def test_second_run_with_nothing_changed_runs_no_job(smoke_study: tuple[Path, Pa
 def test_plot_setting_change_reruns_only_plot_rules(smoke_study: tuple[Path, Path], tmp_path: Path) -> None:
     workdir, configfile = smoke_study
     changed = variant(configfile, tmp_path, "dpi", {"key": ["plots", "dpi"], "value": 61})
-    assert planned_jobs(workdir, changed) == Counter({"plot": 6, "all": 1})
+    assert planned_jobs(workdir, changed) == Counter({"plot": 6, "rank": 1, "all": 1})  # and the ranking figure
 
 
 def test_sft_setting_change_reruns_exactly_what_depends_on_sft(
@@ -143,13 +143,12 @@ AFTER_TIDY = {
         ("threads", ["threads"], 2, {}),
         # GRPO from the base model dropped: the other runs stand; the tables are rebuilt without it
         ("from_base", ["rl", "from_base"], False, AFTER_TIDY),
-        ("analysis", ["analysis", "n_splits"], 7, {"predictors": 1, "findings": 1, "rank": 1, "predictor_cost": 1,
-                                                  "all": 1}),
+        ("analysis", ["analysis", "n_splits"], 7, {"predictors": 1, "findings": 1, "predictor_cost": 1, "all": 1}),
         ("k_large", ["analysis", "k_large"], 2, {"predictors": 1, "findings": 1, "rank": 1, "predictor_cost": 1,
                                                 "all": 1}),
         ("rank", ["analysis", "rank", "interval_level"], 0.9, {"rank": 1, "all": 1}),
         ("cost_draws", ["analysis", "cost_draws"], 2, {"predictor_cost": 1, "all": 1}),  # predictors keep their keys
-        ("plots", ["plots", "width"], 5.0, {"plot": 6, "all": 1}),
+        ("plots", ["plots", "width"], 5.0, {"plot": 6, "rank": 1, "all": 1}),  # rank draws the ranking figure
     ],
 )
 def test_a_change_reruns_only_what_consumes_it(

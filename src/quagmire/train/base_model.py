@@ -29,8 +29,15 @@ SNAPSHOT_PATTERNS = ("*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "
 
 
 def _copy_tree(source: Path, dest: Path) -> None:
-    """Hard-link every file of `source` into `dest` (same filesystem: no copy of 16 GB), else copy it."""
+    """Hard-link every file of `source` into `dest` (same filesystem: no copy of 16 GB), else copy it.
+
+    Snakemake's own markers (`.snakemake_timestamp`, when `source` is another rule's directory output) are left
+    out: Snakemake touches that file in `dest` when the job ends, and through a hard link it would touch the
+    source's too, so the source's model would look updated and everything downstream of it would rerun.
+    """
     for item in sorted(source.rglob("*")):
+        if item.name.startswith(".snakemake"):
+            continue
         target = dest / item.relative_to(source)
         if item.is_dir():
             target.mkdir(parents=True, exist_ok=True)
