@@ -139,6 +139,7 @@ def test_gated_imports_follow_the_job_settings() -> None:
 # ------------------------------------------------------------------------------------ the DAGs' jobs
 
 
+@pytest.mark.slow  # plans two whole DAGs (the fixture), ~4 s
 def test_the_two_dags_reach_every_rule_and_env(dags: dict[str, dict]) -> None:
     rules = set().union(*(dag["rules"] for dag in dags.values()))
     reached = {job["rule"] for job in _all_jobs(dags)}
@@ -147,6 +148,7 @@ def test_the_two_dags_reach_every_rule_and_env(dags: dict[str, dict]) -> None:
     assert used == {p.resolve() for p in ENV_FILES}, "an env file no rule uses, or an env outside envs/"
 
 
+@pytest.mark.slow  # walks every rule's imports, ~4 s
 def test_every_rule_env_provides_what_its_command_imports(dags: dict[str, dict]) -> None:
     findings = check_envs.check_jobs(_all_jobs(dags))
     report = "\n".join(f"rule {f.rule} ({f.env}, quagmire {f.command}): {f.problem}" for f in findings)

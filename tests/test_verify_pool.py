@@ -97,6 +97,7 @@ def test_the_basel_sum_fits_the_default_budget(pool: GradingPool) -> None:
     assert pool.grade([BASEL])[0].status == CORRECT  # and within this pool's 2 s budget
 
 
+@pytest.mark.slow  # waits out a wall-clock backstop, ~3 s
 def test_a_worker_that_burns_no_cpu_is_ended_by_the_wall_clock_backstop() -> None:
     """A stopped worker never spends its CPU budget: the backstop ends its item, counted apart."""
     with GradingPool(workers=1, timeout_s=1.0, backstop_s=2.0) as stalled:
