@@ -262,6 +262,23 @@ DATA = [
 ]
 
 
+def _rows_counted_or_one_error(
+    load: Any, prefix: str, kept_dropped: tuple[int, dict] | None, named: list[str] | None
+) -> None:
+    """Either `load()` keeps `kept` rows and counts each dropped one by reason, or it fails with one message that
+    starts with `prefix` and names every part of `named`."""
+    if kept_dropped is None:
+        message = one_error(load)
+        assert message.startswith(prefix)
+        for part in named or []:
+            assert part in message, (part, message)
+        return
+    frame, manifest = load()
+    kept, dropped = kept_dropped
+    assert len(frame) == kept
+    assert manifest["rows"] == {"read": kept + sum(dropped.values()), "kept": kept, "dropped": dropped}
+
+
 @pytest.mark.parametrize(("name", "content", "kept_dropped", "named"), DATA)
 def test_a_malformed_benchmark_file_drops_and_counts_rows_or_is_one_error(
     tmp_path: Path, name: str, content: Any, kept_dropped: tuple[int, dict] | None, named: list[str] | None
@@ -269,16 +286,7 @@ def test_a_malformed_benchmark_file_drops_and_counts_rows_or_is_one_error(
     path = tmp_path / name
     path.write_bytes(content) if isinstance(content, bytes) else content(path)
     spec = spec_from_config("own", {"path": str(path)})
-    if kept_dropped is None:
-        message = one_error(lambda: load_benchmark(spec))
-        assert message.startswith("benchmark own: ")
-        for part in named or []:
-            assert part in message, (part, message)
-        return
-    frame, manifest = load_benchmark(spec)
-    kept, dropped = kept_dropped
-    assert len(frame) == kept
-    assert manifest["rows"] == {"read": kept + sum(dropped.values()), "kept": kept, "dropped": dropped}
+    _rows_counted_or_one_error(lambda: load_benchmark(spec), "benchmark own: ", kept_dropped, named)
 
 
 SOURCE_DATA = [
@@ -299,16 +307,7 @@ def test_a_malformed_source_file_drops_and_counts_rows_or_is_one_error(
     path = tmp_path / "rl.jsonl"
     path.write_bytes(content)
     spec = source_from_config({"name": "mine", "path": str(path)}, "rl", "data.rl[0]")
-    if kept_dropped is None:
-        message = one_error(lambda: load_source(spec))
-        assert message.startswith("source mine: ")
-        for part in named or []:
-            assert part in message, (part, message)
-        return
-    frame, manifest = load_source(spec)
-    kept, dropped = kept_dropped
-    assert len(frame) == kept
-    assert manifest["rows"] == {"read": kept + sum(dropped.values()), "kept": kept, "dropped": dropped}
+    _rows_counted_or_one_error(lambda: load_source(spec), "source mine: ", kept_dropped, named)
 
 
 def test_duplicated_benchmark_ids_are_one_error_naming_the_id(tmp_path: Path) -> None:

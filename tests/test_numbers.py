@@ -10,6 +10,7 @@ import json
 from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -154,13 +155,18 @@ def test_numeric_benchmark_golds_through_quagmire_benchmark_and_grade(tmp_path: 
     assert grades["finish_reason"].tolist() == ["stop"] * 5 + ["length"]
 
 
-def test_a_float_gold_column_of_a_parquet_benchmark_reads_plain(tmp_path: Path) -> None:
-    path = tmp_path / "nums.parquet"
-    pd.DataFrame({"problem": ["a", "b", "c"], "answer": GOLDS}).to_parquet(path)
+def _benchmark_golds(golds: Any, tmp_path: Path) -> list[str]:
+    """The golds of a Parquet answer column, as `quagmire benchmark` writes them."""
+    path = tmp_path / "golds.parquet"
+    pd.DataFrame({"problem": ["a", "b", "c"], "answer": golds}).to_parquet(path)
     out = tmp_path / "out.parquet"
     assert main(["benchmark", "--name", "aime25", "--settings", json.dumps({"path": str(path)}),
                  "--out", str(out)]) == 0
-    assert pd.read_parquet(out)["answer"].tolist() == PLAIN
+    return pd.read_parquet(out)["answer"].tolist()
+
+
+def test_a_float_gold_column_of_a_parquet_benchmark_reads_plain(tmp_path: Path) -> None:
+    assert _benchmark_golds(GOLDS, tmp_path) == PLAIN
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
@@ -169,12 +175,8 @@ def test_a_narrow_float_gold_column_keeps_its_own_digits(dtype: str, tmp_path: P
     against `\\boxed{0.3}` as a different number. Read at the column's own precision, it is 0.3."""
     golds = np.array([0.3, 0.125, 1e-3 if dtype == "float16" else 1e-7], dtype=dtype)
     plain = ["0.3", "0.125", "0.001" if dtype == "float16" else "0.0000001"]
-    path = tmp_path / "narrow.parquet"
-    pd.DataFrame({"problem": ["a", "b", "c"], "answer": golds}).to_parquet(path)
-    out = tmp_path / "out.parquet"
-    assert main(["benchmark", "--name", "aime25", "--settings", json.dumps({"path": str(path)}),
-                 "--out", str(out)]) == 0
-    assert pd.read_parquet(out)["answer"].tolist() == plain
+    assert _benchmark_golds(golds, tmp_path) == plain
+    path = tmp_path / "golds.parquet"  # the same file, now as a training source
     raw = tmp_path / "raw.parquet"
     settings = {"name": "deepscaler", "path": str(path)}
     assert main(["source", "--kind", "rl", "--settings", json.dumps(settings), "--out", str(raw)]) == 0
