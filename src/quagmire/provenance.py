@@ -107,11 +107,15 @@ def step_manifest(
     Why: `quagmire provenance` walks these records back to the raw data when Snakemake's own records are gone
     (a results folder copied to another machine), and re-hashes the inputs to find any that changed since.
     `model` names the checkpoint an evaluation artifact (samples, grades, metrics) is about, by path and sha256
-    identity, also where the model is not a direct input (grades are made from samples).
+    identity, also where the model is not a direct input (grades are made from samples). Where it is (an input
+    with role "model"), it is named from that input's record: a checkpoint is hashed once per manifest.
     """
+    records = [input_record(role, path) for role, path in inputs]
+    if model is None:
+        model = next(({"path": r["path"], "sha256": r["sha256"]} for r in records if r["role"] == "model"), None)
     record = {
         "step": step,
-        "inputs": [input_record(role, path) for role, path in inputs],
+        "inputs": records,
         "settings": dict(settings or {}),
         "code": code_version(),
         "packages": package_versions(),
@@ -119,11 +123,6 @@ def step_manifest(
     if model is not None:
         record["model"] = dict(model)
     return record
-
-
-def model_record(folder: str | os.PathLike[str]) -> dict[str, str]:
-    """A model checkpoint by path and sha256 identity."""
-    return {"path": os.fspath(folder), "sha256": identity_sha256(folder)}
 
 
 def write_sidecar(artifact: str | os.PathLike[str], manifest: Mapping[str, Any]) -> Path:

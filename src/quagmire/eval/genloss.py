@@ -228,12 +228,11 @@ def genloss_to_file(
     """The held-out loss of the checkpoint in `model`, written as JSON: the `quagmire genloss` step of the DAG.
     `max_length` and `batch_size` come from the study's `genloss` section."""
     from quagmire.io import write_json
-    from quagmire.provenance import MANIFEST_KEY, model_record, step_manifest
+    from quagmire.provenance import MANIFEST_KEY, step_manifest
 
     result = held_out_loss(Path(model), Path(heldout), max_length=max_length, batch_size=batch_size, threads=threads)
     result[MANIFEST_KEY] = step_manifest("genloss", [("model", model), ("heldout", heldout)],
-                                         settings={"max_length": max_length, "batch_size": batch_size},
-                                         model=model_record(model))
+                                         settings={"max_length": max_length, "batch_size": batch_size})
     write_json(out, result)
     log.info("generalization loss %.4f over %d tokens", result["genloss"], result["n_tokens"])
     return result

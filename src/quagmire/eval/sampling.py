@@ -25,7 +25,7 @@ import pandas as pd
 from quagmire.errors import QuagmireError
 from quagmire.hf import load_tokenizer
 from quagmire.io import claim_partial, partial_dir, read_parquet_metadata, write_parquet
-from quagmire.provenance import MANIFEST_KEY, fingerprint, model_record, step_manifest
+from quagmire.provenance import MANIFEST_KEY, fingerprint, step_manifest
 
 log = logging.getLogger(__name__)
 
@@ -374,7 +374,7 @@ def sample_to_file(
         "completions_per_s": round(drawn / seconds, 2) if drawn and seconds > 0 else None,
         MANIFEST_KEY: step_manifest(
             "sample_shard", [("model", model_dir), ("benchmark", benchmark)],
-            settings={"sampling": asdict(settings), "shard": shard, "shards": shards}, model=model_record(model_dir),
+            settings={"sampling": asdict(settings), "shard": shard, "shards": shards},
         ),
     }
     write_parquet(out, samples, metadata=meta)
