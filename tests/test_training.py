@@ -163,6 +163,8 @@ def test_grpo_trains_from_an_sft_checkpoint_with_the_configured_group(
     assert resolved["loss_type"] == "dapo" and resolved["beta"] == 0.0
     assert resolved["use_vllm"] is False and resolved["reward_weights"] is None
     assert all("reward" in row for row in stats["history"])
+    rewarded = [row["step"] for row in stats["history"] if "reward" in row]
+    assert rewarded == list(range(1, RL_SETTINGS["steps"] + 1)), "early-RL fits need a reward at every step"
     lineage = json.loads((out / "lineage.json").read_text())
     assert lineage["parent"]["lineage"]["kind"] == "sft", "the GRPO lineage must embed its SFT parent's"
     assert not partial_dir(out).exists()

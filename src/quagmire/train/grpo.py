@@ -44,7 +44,9 @@ from quagmire.verify_pool import GradingPool
 
 log = logging.getLogger(__name__)
 
-LOGGING_STEPS = 5  # lowered to divide save_steps (see runner.aligned_logging_steps)
+# Every step: the early-RL predictor (analysis.predictor_cost) fits a curve to the first 10-25% of the steps'
+# rewards, which needs a point per step; a log line per step costs nothing next to a GRPO step.
+LOGGING_STEPS = 1
 DEFAULT_SAVE_STEPS = 20  # ~25 s of the embedded study's GRPO on a CPU; 10-20 min at paper scale
 DEFAULT_VLLM_GPU_MEMORY = 0.3  # share of the GPU vLLM may take when colocated with training
 FORMAT_TAIL_CHARS = 16  # at most this much may follow the closing brace of the boxed answer ...
