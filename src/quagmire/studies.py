@@ -302,8 +302,9 @@ def check_config(config: str | Path) -> Run:
     if run.paper is not None:
         print(f"{config}: valid paper config '{run.paper}' ({len(run.studies)} studies)")
     for name, study in run.studies.items():
-        print(f"  study '{name}': valid ({len(study.recipes)} SFT recipes)" if run.paper else
-              f"{config}: valid ({len(study.recipes)} SFT recipes, study '{name}')")
+        runs = f"{len(study.recipes)} SFT recipes"
+        runs += f", {len(study.candidates)} candidates" if study.candidates else ""
+        print(f"  study '{name}': valid ({runs})" if run.paper else f"{config}: valid ({runs}, study '{name}')")
         unpinned = unpinned_hub_inputs(study.config)
         if unpinned:
             print(f"  not yet runnable: pin a hub revision (40-hex commit) or give a local path for "

@@ -168,8 +168,10 @@ def loss_groups(frame: pd.DataFrame) -> list[str | None]:
     dataset = set(select_level(frame, FILTER_LEVEL)["run"])
     kinds = frame["kind"] if "kind" in frame.columns else pd.Series(RECIPE, index=frame.index)
     sets = frame["heldout_set"] if "heldout_set" in frame.columns else pd.Series(STUDY_HELDOUT, index=frame.index)
-    return [heldout if kind == CANDIDATE else (STUDY_HELDOUT if run in dataset else None)
-            for run, kind, heldout in zip(frame["run"], kinds, sets, strict=True)]
+    return [
+        heldout if kind == CANDIDATE else (STUDY_HELDOUT if run in dataset else None)
+        for run, kind, heldout in zip(frame["run"], kinds, sets, strict=True)
+    ]
 
 
 def loss_filter(
@@ -209,8 +211,9 @@ def loss_filter(
             high = bool(loss > cutoffs[group])
             highs.append(high)
             verdicts.append(DROP if high and rising[run] is not False else KEEP)
-    frame["loss_cutoff"] = [cutoffs[g] if g is not None and ok else math.nan for g, ok in zip(groups, finite,
-                                                                                               strict=True)]
+    frame["loss_cutoff"] = [
+        cutoffs[g] if g is not None and ok else math.nan for g, ok in zip(groups, finite, strict=True)
+    ]
     frame["loss_high"] = highs
     frame["loss_rising"] = [rising[r] for r in frame["run"]]
     frame["verdict"] = verdicts
@@ -251,14 +254,21 @@ def candidates_of(tidy: pd.DataFrame, recipes: pd.DataFrame, k_large: int | None
     frame["pass_at_k_large"] = passk.reindex(frame["run"]).to_numpy()
     if others:
         losses = candidate_genloss(tidy).set_index("run")
-        added = pd.DataFrame({
-            "run": others, "subset": None, "n_unique": math.nan, "epochs": math.nan, "lr": math.nan,
-            "dataset_level": False, "instance_level": False,
-            "genloss": losses["genloss"].reindex(others).to_numpy(dtype=float),
-            "pass_at_k_large": other_passk.reindex(others).to_numpy(),
-            "kind": CANDIDATE,
-            "heldout_set": losses["heldout_set"].reindex(others).fillna(STUDY_HELDOUT).to_numpy(),
-        })
+        added = pd.DataFrame(
+            {
+                "run": others,
+                "subset": None,
+                "n_unique": math.nan,
+                "epochs": math.nan,
+                "lr": math.nan,
+                "dataset_level": False,
+                "instance_level": False,
+                "genloss": losses["genloss"].reindex(others).to_numpy(dtype=float),
+                "pass_at_k_large": other_passk.reindex(others).to_numpy(),
+                "kind": CANDIDATE,
+                "heldout_set": losses["heldout_set"].reindex(others).fillna(STUDY_HELDOUT).to_numpy(),
+            }
+        )
         frame = frame.assign(kind=RECIPE, heldout_set=STUDY_HELDOUT)
         frame = pd.concat([frame, added], ignore_index=True)
         frame = frame.astype({"n_unique": "Int64", "epochs": "Int64", "dataset_level": bool, "instance_level": bool})
@@ -279,8 +289,10 @@ def read_calibration(path: str | os.PathLike[str]) -> pd.DataFrame:
         raise QuagmireError(f"{where}: not a readable CSV ({' '.join(str(exc).split())})") from exc
     missing = [c for c in CALIBRATION_COLUMNS if c not in frame.columns]
     if missing:
-        raise QuagmireError(f"{where}: missing column(s) {', '.join(missing)} (need run, post_rl; optional "
-                            f"benchmark; got {', '.join(frame.columns) or 'none'})")
+        raise QuagmireError(
+            f"{where}: missing column(s) {', '.join(missing)} (need run, post_rl; optional "
+            f"benchmark; got {', '.join(frame.columns) or 'none'})"
+        )
     frame["_line"] = range(2, len(frame) + 2)  # the file's line of each row (line 1: the header)
     if "benchmark" in frame.columns:
         frame = frame[frame["benchmark"].str.strip() == MACRO]
@@ -293,14 +305,16 @@ def read_calibration(path: str | os.PathLike[str]) -> pd.DataFrame:
         except ValueError:
             raise QuagmireError(f"{where}: line {line}: post_rl {text!r} of run {run!r} is not a number") from None
         if not (math.isfinite(value) and 0.0 <= value <= 1.0):
-            raise QuagmireError(f"{where}: line {line}: post_rl {text!r} of run {run!r} is not a score in [0, 1] "
-                                "(a macro avg@n)")
+            raise QuagmireError(
+                f"{where}: line {line}: post_rl {text!r} of run {run!r} is not a score in [0, 1] (a macro avg@n)"
+            )
         scores.append((run, value))
     runs = [run for run, _ in scores]
     twice = sorted({run for run in runs if runs.count(run) > 1})
     if twice:
-        raise QuagmireError(f"{where}: run {twice[0]!r} is given {runs.count(twice[0])} times; give one macro "
-                            "post-RL score per run")
+        raise QuagmireError(
+            f"{where}: run {twice[0]!r} is given {runs.count(twice[0])} times; give one macro post-RL score per run"
+        )
     if not scores:
         raise QuagmireError(f"{where}: no post-RL score in it (with a benchmark column, only 'macro' rows count)")
     return pd.DataFrame(scores, columns=list(CALIBRATION_COLUMNS)).assign(source=str(path))
@@ -317,12 +331,16 @@ def with_calibration(frame: pd.DataFrame, calibration: pd.DataFrame | None) -> p
     known = list(frame["run"])
     for run, score in zip(calibration["run"], calibration["post_rl"], strict=True):
         if run not in known:
-            raise QuagmireError(f"{where}: run {run!r} is neither a recipe nor a candidate with a post-SFT score "
-                                f"(known: {', '.join(known)})")
+            raise QuagmireError(
+                f"{where}: run {run!r} is neither a recipe nor a candidate with a post-SFT score "
+                f"(known: {', '.join(known)})"
+            )
         at = known.index(run)
         if frame.at[at, "post_rl_source"] == FROM_DAG:
-            raise QuagmireError(f"{where}: run {run!r} has a post-RL score from its GRPO run in the DAG already; "
-                                "give only runs without RL in the DAG")
+            raise QuagmireError(
+                f"{where}: run {run!r} has a post-RL score from its GRPO run in the DAG already; "
+                "give only runs without RL in the DAG"
+            )
         frame.at[at, "post_rl"] = float(score)
         frame.at[at, "post_rl_source"] = FROM_CSV
     return frame
@@ -479,9 +497,11 @@ def ranking_markdown(ranking: pd.DataFrame, calibration: Calibration, quality: M
     extended = "kind" in ranking.columns  # candidates the study did not train, or post-RL scores from a CSV
     sets = ""
     if extended:
-        sets = (" A candidate the study did not train is judged against the runs whose loss is on the same "
-                "held-out set (column 'held-out set'): on the study's split, with the dataset-level runs; on a set "
-                "of its own, with the candidates sharing it.")
+        sets = (
+            " A candidate the study did not train is judged against the runs whose loss is on the same "
+            "held-out set (column 'held-out set'): on the study's split, with the dataset-level runs; on a set "
+            "of its own, with the candidates sharing it."
+        )
     lines = [
         "# Ranking SFT candidates before RL",
         "",
@@ -507,8 +527,11 @@ def ranking_markdown(ranking: pd.DataFrame, calibration: Calibration, quality: M
             f"{post_rl} |"
         )
     if extended and (ranking["post_rl_source"] == FROM_CSV).any():
-        lines += ["", "(CSV): a post-RL score measured outside the DAG (analysis.rank.calibration_csv); it joins the "
-                  "calibration and the leave-one-out like a GRPO run's."]
+        lines += [
+            "",
+            "(CSV): a post-RL score measured outside the DAG (analysis.rank.calibration_csv); it joins the "
+            "calibration and the leave-one-out like a GRPO run's.",
+        ]
     lines += ["", "## Ranking quality (leave-one-out over the runs with RL results)", "", *quality_lines(quality)]
     return "\n".join(lines) + "\n"
 
@@ -604,7 +627,11 @@ def rank_to_file(
         except FileNotFoundError as exc:
             raise QuagmireError(f"loss series not found: {loss_steps}") from exc
     ranking, calibration = rank_candidates(
-        read_tidy(tidy), read_recipes(recipes), rank_settings, k_large=settings.get("k_large"), loss_steps=steps,
+        read_tidy(tidy),
+        read_recipes(recipes),
+        rank_settings,
+        k_large=settings.get("k_large"),
+        loss_steps=steps,
         calibration_scores=scores,
     )
     loo = leave_one_out(ranking, rank_settings["interval_level"])
@@ -618,8 +645,10 @@ def rank_to_file(
         "leave_one_out": loo.to_dict(orient="records"),
     }
     if scores is not None:
-        record["calibration_csv"] = {"path": str(calibration_csv), "runs": dict(zip(scores["run"], scores["post_rl"],
-                                                                                    strict=True))}
+        record["calibration_csv"] = {
+            "path": str(calibration_csv),
+            "runs": dict(zip(scores["run"], scores["post_rl"], strict=True)),
+        }
     markdown = ranking_markdown(ranking, calibration, quality)
     with atomic_path(out_csv) as tmp:
         ranking.to_csv(tmp, index=False)
