@@ -31,6 +31,7 @@ include: "rules/sft.smk"
 include: "rules/rl.smk"
 include: "rules/eval.smk"
 include: "rules/genloss.smk"
+include: "rules/candidates.smk"
 include: "rules/analysis.smk"
 include: "rules/paper.smk"
 

@@ -113,6 +113,7 @@ rule rank:
     input:
         tidy=f"{R}/tables/tidy.csv",
         recipes=f"{R}/tables/recipes.csv",
+        calibration=calibration_input,  # analysis.rank.calibration_csv (read through the settings), if given
     output:
         csv=f"{R}/tables/ranking.csv",
         md=in_report(f"{R}/tables/ranking.md", "ranking"),

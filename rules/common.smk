@@ -94,6 +94,8 @@ HUB_MODEL_STUDIES = one_of(RUN.where(lambda s: s.hub_model))
 WORLD_BENCHMARK_NAMES = one_of([b for s in STUDIES.values() for b in s.world_benchmarks])
 REAL_BENCHMARK_NAMES = one_of([b for s in STUDIES.values() for b in s.real_benchmarks])
 FIGURE_NAMES = one_of([f for s in STUDIES.values() for f in s.config["plots"]["figures"]])
+CANDIDATE_NAMES = one_of([c for s in STUDIES.values() for c in s.candidates])
+HELDOUT_SET_NAMES = one_of([h for s in STUDIES.values() for h in s.heldout_sets])
 
 
 wildcard_constraints:
@@ -101,7 +103,7 @@ wildcard_constraints:
     paper=one_of([PAPER] if PAPER else []),
     recipe=r"[A-Za-z0-9_]+",
     run=r"[A-Za-z0-9_]+",
-    stage=r"base|sft|rl",
+    stage=r"base|sft|rl|candidate",
     benchmark=r"[A-Za-z0-9_.-]+",
     strategy=r"random|shortest|longest|mix",
     n=r"\d+",
@@ -184,10 +186,63 @@ def study_path(*parts):
 
 
 def model_dir(wildcards):
-    """The checkpoint folder an evaluation reads: base model, SFT recipe, or GRPO run."""
+    """The checkpoint folder an evaluation reads: base model, SFT recipe, GRPO run, or a candidate brought in."""
     if wildcards.stage == "base":
         return f"results/{wildcards.study}/models/base"
+    if wildcards.stage == "candidate":
+        return f"results/{wildcards.study}/candidates/{wildcards.run}"
     return f"results/{wildcards.study}/{wildcards.stage}/{wildcards.run}"
+
+
+# ---- candidates the study did not train (`candidates:`) -----------------------------------------------------
+def candidate_settings(wildcards):
+    """Where candidate {candidate}'s weights come from (its local folder, or hub id and revision)."""
+    entry = study_config(wildcards)["candidates"][wildcards.candidate]
+    return as_json({k: v for k, v in entry.items() if k in ("hub_id", "revision", "path")})
+
+
+def heldout_set_entry(wildcards):
+    return STUDIES[wildcards.study].heldout_sets[wildcards.heldout_set]
+
+
+def heldout_set_input(wildcards):
+    return local_file(heldout_set_entry(wildcards))
+
+
+def heldout_set_settings(wildcards):
+    return as_json(heldout_set_entry(wildcards))
+
+
+def heldout_set_where(wildcards):
+    """The first candidate entry that names held-out set {heldout_set}, as error messages name it."""
+    study = STUDIES[wildcards.study]
+    first = next(c for c in study.candidates if study.candidate_heldout(c) == wildcards.heldout_set)
+    return f"candidates.{first}.heldout"
+
+
+def heldout_file(study, run):
+    """The held-out split a run's generalization loss is measured on: the study's, or a candidate's own set."""
+    if run in study.candidates and study.candidate_heldout(run) in study.heldout_sets:
+        return study.path("data", "heldout_sets", f"{study.candidate_heldout(run)}.parquet")
+    return study.path("data", "heldout.parquet")
+
+
+def genloss_model(wildcards):
+    """The checkpoint a genloss job reads: SFT recipe {recipe}, or the candidate of that name."""
+    study = STUDIES[wildcards.study]
+    if wildcards.recipe in study.candidates:
+        return study.path("candidates", wildcards.recipe)
+    return study.path("sft", wildcards.recipe)
+
+
+def genloss_heldout(wildcards):
+    return heldout_file(STUDIES[wildcards.study], wildcards.recipe)
+
+
+def calibration_input(wildcards):
+    """The ranking's CSV of post-RL scores measured outside the DAG, if the study gives one."""
+    path = study_config(wildcards)["analysis"]["rank"].get("calibration_csv")
+    return [path] if path else []
 
 
 def rl_parent(wildcards):
@@ -352,12 +407,16 @@ def metrics_pairs(wildcards):
 
 def genloss_files(wildcards):
     study = STUDIES[wildcards.study]
-    return [study.path("genloss", f"{recipe}.json") for recipe in study.recipes]
+    return [study.path("genloss", f"{run}.json") for run in study.recipes + study.candidates]
 
 
 def genloss_pairs(wildcards):
+    """RUN=PATH per recipe; candidate:RUN:SET=PATH per candidate (SET: the held-out set its loss is on)."""
     study = STUDIES[wildcards.study]
-    return " ".join(f"{recipe}={study.path('genloss', f'{recipe}.json')}" for recipe in study.recipes)
+    pairs = [f"{recipe}={study.path('genloss', f'{recipe}.json')}" for recipe in study.recipes]
+    pairs += [f"candidate:{c}:{study.candidate_heldout(c)}={study.path('genloss', f'{c}.json')}"
+              for c in study.candidates]
+    return " ".join(pairs)
 
 
 def sft_grade_files(wildcards):

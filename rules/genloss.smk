@@ -1,8 +1,9 @@
 rule genloss:
-    """Generalization loss: SFT loss of the saved post-SFT checkpoint on the held-out split."""
+    """Generalization loss: SFT loss of the saved post-SFT checkpoint on the held-out split (a candidate's: on the
+    held-out set it names)."""
     input:
-        model=f"{R}/sft/{{recipe}}",
-        heldout=f"{R}/data/heldout.parquet",
+        model=genloss_model,
+        heldout=genloss_heldout,
     output:
         in_report(f"{R}/genloss/{{recipe}}.json", "genloss"),
     params:

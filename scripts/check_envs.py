@@ -36,7 +36,8 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SRC = REPO / "src"
-DAG_CONFIGS = ("config/smoke_paper.yaml", "config/paper_llama3_nemotron.yaml")  # together: every rule and env
+# together: every rule and env (the third plans the candidate rules, which neither study config has)
+DAG_CONFIGS = ("config/smoke_paper.yaml", "config/paper_llama3_nemotron.yaml", "config/examples/candidates_hub.yaml")
 
 
 def normalize(name: str) -> str:

@@ -160,6 +160,17 @@ def test_a_change_reruns_only_what_consumes_it(
     assert planned == Counter(expected)
 
 
+def test_a_calibration_csv_reruns_only_the_ranking(smoke_study: tuple[Path, Path], tmp_path: Path) -> None:
+    """analysis.rank.calibration_csv is read by rule rank alone (an input: a changed file reruns it too). A planned
+    change only: the smoke study has no run without RL to give a score for (tests/test_candidates.py runs one)."""
+    workdir, configfile = smoke_study
+    csv = tmp_path / "post_rl.csv"
+    csv.write_text("run,post_rl\nsome_run,0.3\n")
+    changed = variant(configfile, tmp_path, "calibration", {"key": ["analysis", "rank", "calibration_csv"],
+                                                             "value": str(csv)})  # fmt: skip
+    assert planned_jobs(workdir, changed) == Counter({"rank": 1, "all": 1})
+
+
 def test_eval_n_reruns_sampling_and_what_follows_but_no_training(smoke_study: tuple[Path, Path], tmp_path: Path):
     workdir, configfile = smoke_study
     planned = planned_jobs(workdir, variant(configfile, tmp_path, "n", {"key": ["eval", "n"], "value": 3}))

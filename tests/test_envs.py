@@ -39,7 +39,8 @@ SMALL_ENVS = ("grade", "analysis")  # built as venvs and run by the slow test
 
 @pytest.fixture(scope="module")
 def dags(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
-    """Snakemake's DAG (every job forced) of the smoke and of the paper config, from scratch workdirs."""
+    """Snakemake's DAG (every job forced) of each of check_envs.DAG_CONFIGS (smoke paper, paper study, candidates
+    example), from scratch workdirs."""
     names = [Path(config).stem for config in check_envs.DAG_CONFIGS]
     studies = [(REPO / config, tmp_path_factory.mktemp(f"dag-{name}"))
                for config, name in zip(check_envs.DAG_CONFIGS, names, strict=True)]

@@ -243,6 +243,15 @@ COMMANDS: tuple[Command, ...] = (
         ),
     ),
     Command(
+        "candidate-model", "Bring an SFT candidate the study did not train in (local folder or pinned hub), checked.",
+        "quagmire.train.base_model:fetch_candidate",
+        (
+            arg("--name", required=True, help="the candidate's name (candidates.<name>)"),
+            _settings_arg('{"hub_id": ..., "revision": ...} or {"path": ...}'),
+            _out(type=Path),
+        ),
+    ),
+    Command(
         "sft", "Supervised fine-tuning (TRL SFTTrainer) of one recipe.", "quagmire.train.launch:run_sft",
         (
             arg("--base", required=True),
@@ -343,7 +352,8 @@ COMMANDS: tuple[Command, ...] = (
         "table", "Collect metrics and losses into the tidy table.", "quagmire.analysis.tables:tidy_to_file",
         (
             arg("--eval", nargs="+", required=True, metavar="STAGE:RUN=PATH", to="evals", parse="pairs"),
-            arg("--genloss", nargs="*", default=[], metavar="RUN=PATH", to="genlosses", parse="pairs"),
+            arg("--genloss", nargs="*", default=[], metavar="RUN=PATH", to="genlosses", parse="pairs",
+                help="a recipe's loss; a candidate's is candidate:RUN:SET=PATH (SET: its held-out set, or study)"),
             _out(),
         ),
     ),

@@ -61,6 +61,7 @@ def _key_path(parts: Any) -> str:
 _RESERVED = {
     "sft.recipes": " (letters, digits, _; 'base' is reserved for RL from the base model)",
     "world.benchmarks": " (letters, digits, _; not a pool name: sft, heldout, rl)",
+    "candidates": " (letters, digits, _; 'base' is reserved for RL from the base model)",
 }
 
 
@@ -319,6 +320,43 @@ def _base_model_source(config: Mapping[str, Any]) -> str | None:
     return None
 
 
+STUDY_HELDOUT = "study"  # a candidate's `heldout:` naming the study's own held-out split
+
+
+def candidate_heldout_set(candidate: Mapping[str, Any]) -> str:
+    """The name of the held-out set a candidate's loss is measured on: 'study', or its data set's `name`."""
+    heldout = candidate.get("heldout", STUDY_HELDOUT)
+    return heldout if isinstance(heldout, str) else str(heldout["name"])
+
+
+def _candidates(config: Mapping[str, Any]) -> str | None:
+    """Candidates need a run name of their own, a model to come from (a hub one pinned: it is fetched once and
+    must be the same weights on every rerun), and one meaning per held-out set name (losses compare by it)."""
+    recipes = config["sft"]["recipes"]
+    sets: dict[str, tuple[str, Any]] = {}
+    for name, candidate in sorted(config["candidates"].items()):
+        where = f"candidates.{name}"
+        if name in recipes:
+            return (f"{where}: {name!r} is already a recipe's name (sft.recipes.{name}); a candidate needs a run "
+                    f"name of its own (both would write genloss/{name}.json and rank as {name})")
+        if "path" not in candidate and "hub_id" not in candidate:
+            return f"{where}: needs path (a local checkpoint folder) or hub_id with a pinned revision"
+        if "path" not in candidate and "revision" not in candidate:
+            return (f"{where}.revision: hub_id {candidate['hub_id']!r} needs a pinned revision (a 40-hex commit; a "
+                    "branch or tag would change the candidate under a finished study)")
+        heldout = candidate["heldout"]
+        if isinstance(heldout, Mapping):
+            set_name = candidate_heldout_set(candidate)
+            if set_name == STUDY_HELDOUT:
+                return (f"{where}.heldout.name: {STUDY_HELDOUT!r} names the study's own held-out split; give the "
+                        "data set another name")
+            first = sets.setdefault(set_name, (name, heldout))
+            if first[1] != heldout:
+                return (f"{where}.heldout: held-out set {set_name!r} is given with other settings in "
+                        f"candidates.{first[0]}.heldout; one name is one set (losses are compared by it)")
+    return None
+
+
 def _check_semantics(config: Mapping[str, Any], source: str) -> None:
     """Cross-key rules a schema cannot state."""
 
@@ -352,7 +390,7 @@ def _check_semantics(config: Mapping[str, Any], source: str) -> None:
         if twice:
             fail(f"data.rl names must be unique: {twice[0]!r} is listed {names.count(twice[0])} times (got {names}); "
                  "each is one file under data/raw/")
-    for rule in (_k_large_measured, _base_model_source):
+    for rule in (_k_large_measured, _base_model_source, _candidates):
         problem = rule(config)
         if problem:
             fail(problem)
@@ -378,6 +416,8 @@ def unpinned_hub_inputs(config: Mapping[str, Any]) -> list[str]:
         entries.append(("data.sft", config["data"].get("sft", {})))
         entries += [(f"data.rl[{i}]", entry) for i, entry in enumerate(config["data"]["rl"])]
     entries += [(f"eval.benchmarks.{name}", entry) for name, entry in config["eval"]["benchmarks"].items()]
+    entries += [(f"candidates.{name}.heldout", c["heldout"]) for name, c in sorted(config["candidates"].items())
+                if isinstance(c["heldout"], Mapping)]
     return [where for where, entry in entries if "path" not in entry and not is_commit(entry.get("revision"))]
 
 
@@ -426,8 +466,8 @@ def check_repeated_keys(path: str | Path) -> None:
 
 def missing_local_files(config: Mapping[str, Any]) -> list[tuple[str, str]]:
     """(config key, message) of every local input of a study that does not exist, relative paths read from the
-    working directory as the jobs read them: the base model's snapshot folder, the hub-format data files and the
-    benchmark files."""
+    working directory as the jobs read them: the base model's snapshot folder, the hub-format data files, the
+    benchmark files, the candidates' checkpoint folders and held-out files, and the ranking's calibration CSV."""
     missing = []
     model = config["base_model"]
     if model["source"] == "hub" and "path" in model and not Path(model["path"]).is_dir():
@@ -437,8 +477,16 @@ def missing_local_files(config: Mapping[str, Any]) -> list[tuple[str, str]]:
         entries.append(("data.sft", config["data"].get("sft", {})))
         entries += [(f"data.rl[{i}]", entry) for i, entry in enumerate(config["data"]["rl"])]
     entries += [(f"eval.benchmarks.{name}", entry) for name, entry in sorted(config["eval"]["benchmarks"].items())]
+    for name, candidate in sorted(config["candidates"].items()):
+        if "path" in candidate and not Path(candidate["path"]).is_dir():
+            missing.append((f"candidates.{name}.path", f"folder not found: {candidate['path']}"))
+        if isinstance(candidate["heldout"], Mapping):
+            entries.append((f"candidates.{name}.heldout", candidate["heldout"]))
     missing += [(f"{where}.path", f"file not found: {entry['path']}") for where, entry in entries
                 if "path" in entry and not Path(entry["path"]).is_file()]
+    rank = config["analysis"]["rank"]
+    if "calibration_csv" in rank and not Path(rank["calibration_csv"]).is_file():
+        missing.append(("analysis.rank.calibration_csv", f"file not found: {rank['calibration_csv']}"))
     return missing
 
 

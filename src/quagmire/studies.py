@@ -18,6 +18,8 @@ from typing import Any
 
 from quagmire.config import (
     REPO,
+    STUDY_HELDOUT,
+    candidate_heldout_set,
     check_local_files,
     check_repeated_keys,
     deep_merge,
@@ -57,6 +59,7 @@ class Study:
         entries = [self.config["base_model"], *self.config["eval"]["benchmarks"].values()]
         if self.hub_data:
             entries += [self.config["data"]["sft"], *self.config["data"]["rl"]]
+        entries += list(self.config["candidates"].values()) + list(self.heldout_sets.values())
         return any(entry.get("source", "hub") == "hub" and "path" not in entry for entry in entries)
 
     @cached_property
@@ -67,6 +70,25 @@ class Study:
     def rl_runs(self) -> list[str]:
         """GRPO runs: one per SFT recipe, plus 'base' (GRPO from the base model) when rl.from_base is set."""
         return self.recipes + (["base"] if self.config["rl"]["from_base"] else [])
+
+    @cached_property
+    def candidates(self) -> list[str]:
+        """SFT checkpoints the study did not train (`candidates:`), evaluated and ranked beside the recipes."""
+        return sorted(self.config["candidates"])
+
+    def candidate_heldout(self, name: str) -> str:
+        """The held-out set candidate `name` is judged on: 'study' (the study's split) or its own set's name."""
+        return candidate_heldout_set(self.config["candidates"][name])
+
+    @cached_property
+    def heldout_sets(self) -> dict[str, dict[str, Any]]:
+        """The candidates' own held-out sets, by name, each a data set entry in data.sft's format."""
+        sets: dict[str, dict[str, Any]] = {}
+        for name in self.candidates:
+            heldout = self.config["candidates"][name]["heldout"]
+            if heldout != STUDY_HELDOUT:
+                sets.setdefault(heldout["name"], heldout)
+        return dict(sorted(sets.items()))
 
     @cached_property
     def world_benchmarks(self) -> list[str]:
@@ -95,8 +117,9 @@ class Study:
 
     @cached_property
     def evaluated_models(self) -> list[tuple[str, str]]:
-        """(stage, run) of every evaluated model: the base, each SFT recipe, each GRPO run."""
-        return [("base", "base")] + [("sft", r) for r in self.recipes] + [("rl", r) for r in self.rl_runs]
+        """(stage, run) of every evaluated model: the base, each SFT recipe, each GRPO run, each candidate."""
+        return ([("base", "base")] + [("sft", r) for r in self.recipes] + [("rl", r) for r in self.rl_runs]
+                + [("candidate", c) for c in self.candidates])
 
     def path(self, *parts: str) -> str:
         """A path under this study's results folder, as rules name it."""
@@ -220,6 +243,14 @@ def _data_specs(config: Mapping[str, Any]) -> str | None:
                 source_from_config(entry, kind, where)
             except QuagmireError as error:
                 return str(error)
+    for name, candidate in sorted(config["candidates"].items()):
+        if isinstance(candidate["heldout"], Mapping):  # a held-out set is SFT data: it needs prompts and responses
+            from quagmire.data.sources import KIND_SFT, source_from_config
+
+            try:
+                source_from_config(candidate["heldout"], KIND_SFT, f"candidates.{name}.heldout")
+            except QuagmireError as error:
+                return str(error)
     return None
 
 
@@ -271,8 +302,9 @@ def check_config(config: str | Path) -> Run:
     if run.paper is not None:
         print(f"{config}: valid paper config '{run.paper}' ({len(run.studies)} studies)")
     for name, study in run.studies.items():
-        print(f"  study '{name}': valid ({len(study.recipes)} SFT recipes)" if run.paper else
-              f"{config}: valid ({len(study.recipes)} SFT recipes, study '{name}')")
+        runs = f"{len(study.recipes)} SFT recipes"
+        runs += f", {len(study.candidates)} candidates" if study.candidates else ""
+        print(f"  study '{name}': valid ({runs})" if run.paper else f"{config}: valid ({runs}, study '{name}')")
         unpinned = unpinned_hub_inputs(study.config)
         if unpinned:
             print(f"  not yet runnable: pin a hub revision (40-hex commit) or give a local path for "

@@ -9,15 +9,21 @@ The filter. Held-out losses are comparable only between runs trained on the same
 only against the study's dataset-level runs (`predictors.is_comparable`, the level at which the predictors module
 compares losses): above `analysis.rank.loss_threshold` when one is given, else above the `loss_quantile` of those
 runs' losses. A run outside the dataset level, or one of fewer than `MIN_RUNS_FOR_FIT` comparable runs, is not
-judged and stays a candidate. "Rising" needs the loss along SFT; today generalization loss is measured at the
+judged and stays a candidate. Candidates the study did not train (`candidates:`, tidy stage "candidate") are
+judged the same way against the runs measured on the same held-out set: a candidate on the study's own split joins
+the dataset-level runs (choosing that split says it was trained on the study's data), a candidate with a set of its
+own is compared only with the candidates sharing that set (by its name); the ranking table says which set each
+loss is on (`heldout_set`). "Rising" needs the loss along SFT; today generalization loss is measured at the
 final checkpoint only, so it is "not measured" unless a per-step loss series is given (`loss_steps`: run, step,
 genloss): then a loss is rising when its last value exceeds its lowest, and a high loss that is not rising is kept
 (an under-trained checkpoint is not an over-fitted one).
 
-The calibration. post-RL = slope · pass@k_large + intercept, least squares over every recipe run with an RL result
-(pass@k is comparable across all runs). The prediction interval at level L for a candidate x₀ is
-ŷ ± t_{(1+L)/2, n−2} · s · √(1 + 1/n + (x₀ − x̄)² / Sxx), s the residual standard error √(SSR / (n − 2)). With fewer
-than 3 calibration runs there is no fit (as in the predictors module) and no prediction.
+The calibration. post-RL = slope · pass@k_large + intercept, least squares over every run with an RL result
+(pass@k is comparable across all runs): a recipe's GRPO run in the DAG, or a post-RL score measured elsewhere and
+given in `analysis.rank.calibration_csv` (run, post_rl; for recipes or candidates without RL in the DAG). The
+prediction interval at level L for a candidate x₀ is ŷ ± t_{(1+L)/2, n−2} · s · √(1 + 1/n + (x₀ − x̄)² / Sxx), s the
+residual standard error √(SSR / (n − 2)). With fewer than 3 calibration runs there is no fit (as in the predictors
+module) and no prediction.
 
 Ranking quality, by leave-one-out over the runs with RL results: each is predicted by a fit on the others. Spearman ρ
 of predicted against actual; top-1 hit: the kept run with the highest prediction is the actual best; top-3 hit: the
@@ -43,7 +49,11 @@ from scipy import stats
 
 from quagmire.analysis.predictors import MIN_RUNS_FOR_FIT, fit_predictor, resolve_k_large, select_level
 from quagmire.analysis.tables import (
+    CANDIDATE,
+    MACRO,
+    STUDY_HELDOUT,
     avg_metric_name,
+    candidate_genloss,
     checked_tidy,
     heldout_genloss,
     macro_metric,
@@ -64,6 +74,11 @@ NOT_JUDGED_FEW = "not judged: too few comparable runs"
 NOT_JUDGED_NO_LOSS = "not judged: no loss"
 NOT_MEASURED = "not measured"
 TOP_K = 3
+RECIPE = "recipe"  # the `kind` of a run the study trained (CANDIDATE: one it did not)
+FROM_DAG, FROM_CSV = "dag", "calibration_csv"  # where a run's post-RL score comes from
+# Written only when the study has candidates or a calibration CSV, so a study without either keeps its table as is.
+EXTRA_COLUMNS = ("kind", "heldout_set", "post_rl_source")
+CALIBRATION_COLUMNS = ("run", "post_rl")
 COLUMNS = (
     "rank", "run", "subset", "n_unique", "epochs", "lr", "genloss", "loss_cutoff", "loss_high", "loss_rising",
     "verdict", "pass_at_k_large", "predicted_post_rl", "interval_lo", "interval_hi", "post_rl",
@@ -145,41 +160,60 @@ def loss_rising(loss_steps: pd.DataFrame | None, runs: Sequence[str]) -> dict[st
     return out
 
 
+def loss_groups(frame: pd.DataFrame) -> list[str | None]:
+    """Per run, the held-out set its loss is compared on, or None where it is compared with nothing.
+
+    Recipes: the study's set for the dataset-level runs (same data: `predictors.is_comparable`), None for the
+    others. Candidates (`kind` "candidate"): their `heldout_set`; one on the study's set joins the dataset level."""
+    dataset = set(select_level(frame, FILTER_LEVEL)["run"])
+    kinds = frame["kind"] if "kind" in frame.columns else pd.Series(RECIPE, index=frame.index)
+    sets = frame["heldout_set"] if "heldout_set" in frame.columns else pd.Series(STUDY_HELDOUT, index=frame.index)
+    return [
+        heldout if kind == CANDIDATE else (STUDY_HELDOUT if run in dataset else None)
+        for run, kind, heldout in zip(frame["run"], kinds, sets, strict=True)
+    ]
+
+
 def loss_filter(
     candidates: pd.DataFrame, settings: Mapping[str, Any], loss_steps: pd.DataFrame | None = None
 ) -> pd.DataFrame:
     """`candidates` (run, genloss, dataset_level, …) with columns loss_cutoff, loss_high, loss_rising and verdict.
 
-    The cutoff is `loss_threshold`, or the `loss_quantile` of the comparable runs' losses; "high" means above it.
+    Each held-out set's runs are judged among themselves (`loss_groups`): the cutoff is `loss_threshold`, or the
+    `loss_quantile` of that set's losses; "high" means above it.
     """
     frame = candidates.copy()
-    # losses compare at the dataset level only (predictors.is_comparable): the runs of select_level(.., "dataset")
-    comparable = select_level(frame, FILTER_LEVEL)["run"]
-    comparable = frame["run"].isin(comparable) & frame["genloss"].notna()
-    losses = frame.loc[comparable, "genloss"].astype(float)
-    judged = len(losses) >= MIN_RUNS_FOR_FIT
-    if settings["loss_threshold"] is not None:
-        cutoff = float(settings["loss_threshold"])
-    else:
-        cutoff = float(np.quantile(losses, settings["loss_quantile"])) if judged else math.nan
+    groups = loss_groups(frame)
+    finite = [math.isfinite(loss) for loss in frame["genloss"].astype(float)]
+    cutoffs: dict[str, float] = {}
+    judged: dict[str, bool] = {}
+    for group in sorted({g for g in groups if g is not None}):
+        losses = [loss for loss, g, ok in zip(frame["genloss"], groups, finite, strict=True) if g == group and ok]
+        judged[group] = len(losses) >= MIN_RUNS_FOR_FIT
+        if settings["loss_threshold"] is not None:
+            cutoffs[group] = float(settings["loss_threshold"])
+        else:
+            cutoffs[group] = float(np.quantile(losses, settings["loss_quantile"])) if judged[group] else math.nan
     rising = loss_rising(loss_steps, list(frame["run"]))
     highs: list[Any] = []
     verdicts: list[str] = []
-    for run, loss, is_comparable_run in zip(frame["run"], frame["genloss"], comparable, strict=True):
-        if not math.isfinite(loss):
+    for run, loss, group, ok in zip(frame["run"], frame["genloss"], groups, finite, strict=True):
+        if not ok:
             highs.append(None)
             verdicts.append(NOT_JUDGED_NO_LOSS)
-        elif not is_comparable_run:
+        elif group is None:
             highs.append(None)
             verdicts.append(NOT_JUDGED_LEVEL)
-        elif not judged:
+        elif not judged[group]:
             highs.append(None)
             verdicts.append(NOT_JUDGED_FEW)
         else:
-            high = bool(loss > cutoff)
+            high = bool(loss > cutoffs[group])
             highs.append(high)
             verdicts.append(DROP if high and rising[run] is not False else KEEP)
-    frame["loss_cutoff"] = [cutoff if c else math.nan for c in comparable]
+    frame["loss_cutoff"] = [
+        cutoffs[g] if g is not None and ok else math.nan for g, ok in zip(groups, finite, strict=True)
+    ]
     frame["loss_high"] = highs
     frame["loss_rising"] = [rising[r] for r in frame["run"]]
     frame["verdict"] = verdicts
@@ -197,26 +231,118 @@ def kept(verdict: str) -> bool:
 
 
 def candidates_of(tidy: pd.DataFrame, recipes: pd.DataFrame, k_large: int | None) -> pd.DataFrame:
-    """Every recipe run with a post-SFT evaluation: its pass@k_large, generalization loss and post-RL score (NaN
-    without RL). `attrs` hold `avg_metric` and `k_large`."""
+    """Every recipe run with a post-SFT evaluation, and every candidate the study did not train (tidy stage
+    "candidate"): its pass@k_large, generalization loss and post-RL score (NaN without RL). With candidates, the
+    frame also says each run's `kind` and the `heldout_set` of its loss. `attrs` hold `avg_metric` and `k_large`."""
     tidy, recipes = checked_tidy(tidy), normalize_recipes(recipes)
-    avg = avg_metric_name(tidy)
+    avg = avg_metric_name(tidy, ("sft", "rl", CANDIDATE))
     k = resolve_k_large(tidy, k_large)
     sft = macro_metric(tidy, "sft", avg)
     runs = [r for r in recipes["run"] if r in sft.index]
-    if not runs:
+    others = sorted(macro_metric(tidy, CANDIDATE, avg).index)
+    if not runs and not others:
         raise QuagmireError("no recipe run has a post-SFT score: nothing to rank")
     if k is None:
         raise QuagmireError("tidy table has no macro pass@k metric at stage sft")
     passk = macro_metric(tidy, "sft", f"pass@{k}")
-    lacking = [r for r in runs if r not in passk.index]
+    other_passk = macro_metric(tidy, CANDIDATE, f"pass@{k}")
+    lacking = [r for r in runs if r not in passk.index] + [r for r in others if r not in other_passk.index]
     if lacking:
         raise QuagmireError(f"run(s) {', '.join(lacking)} lack macro pass@{k} at stage sft (analysis.k_large)")
     frame = recipes[recipes["run"].isin(runs)].reset_index(drop=True)
     frame["genloss"] = heldout_genloss(tidy).reindex(frame["run"]).to_numpy()
     frame["pass_at_k_large"] = passk.reindex(frame["run"]).to_numpy()
+    if others:
+        losses = candidate_genloss(tidy).set_index("run")
+        added = pd.DataFrame(
+            {
+                "run": others,
+                "subset": None,
+                "n_unique": math.nan,
+                "epochs": math.nan,
+                "lr": math.nan,
+                "dataset_level": False,
+                "instance_level": False,
+                "genloss": losses["genloss"].reindex(others).to_numpy(dtype=float),
+                "pass_at_k_large": other_passk.reindex(others).to_numpy(),
+                "kind": CANDIDATE,
+                "heldout_set": losses["heldout_set"].reindex(others).fillna(STUDY_HELDOUT).to_numpy(),
+            }
+        )
+        frame = frame.assign(kind=RECIPE, heldout_set=STUDY_HELDOUT)
+        frame = pd.concat([frame, added], ignore_index=True)
+        frame = frame.astype({"n_unique": "Int64", "epochs": "Int64", "dataset_level": bool, "instance_level": bool})
     frame["post_rl"] = macro_metric(tidy, "rl", avg).reindex(frame["run"]).to_numpy()
     frame.attrs.update(avg_metric=avg, k_large=int(k))
+    return frame
+
+
+def read_calibration(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """Post-RL scores measured outside the DAG (columns run, post_rl; a `benchmark` column keeps its macro rows
+    only): one numeric score in [0, 1] (a macro avg@n) per run, or one error naming the file, row and value."""
+    where = f"analysis.rank.calibration_csv {path}"
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except FileNotFoundError as exc:
+        raise QuagmireError(f"{where}: file not found") from exc
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise QuagmireError(f"{where}: not a readable CSV ({' '.join(str(exc).split())})") from exc
+    missing = [c for c in CALIBRATION_COLUMNS if c not in frame.columns]
+    if missing:
+        raise QuagmireError(
+            f"{where}: missing column(s) {', '.join(missing)} (need run, post_rl; optional "
+            f"benchmark; got {', '.join(frame.columns) or 'none'})"
+        )
+    frame["_line"] = range(2, len(frame) + 2)  # the file's line of each row (line 1: the header)
+    if "benchmark" in frame.columns:
+        frame = frame[frame["benchmark"].str.strip() == MACRO]
+    scores = []
+    for run, text, line in zip(frame["run"].str.strip(), frame["post_rl"].str.strip(), frame["_line"], strict=True):
+        if not run:
+            raise QuagmireError(f"{where}: line {line}: empty run name")
+        try:
+            value = float(text)
+        except ValueError:
+            raise QuagmireError(f"{where}: line {line}: post_rl {text!r} of run {run!r} is not a number") from None
+        if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+            raise QuagmireError(
+                f"{where}: line {line}: post_rl {text!r} of run {run!r} is not a score in [0, 1] (a macro avg@n)"
+            )
+        scores.append((run, value))
+    runs = [run for run, _ in scores]
+    twice = sorted({run for run in runs if runs.count(run) > 1})
+    if twice:
+        raise QuagmireError(
+            f"{where}: run {twice[0]!r} is given {runs.count(twice[0])} times; give one macro post-RL score per run"
+        )
+    if not scores:
+        raise QuagmireError(f"{where}: no post-RL score in it (with a benchmark column, only 'macro' rows count)")
+    return pd.DataFrame(scores, columns=list(CALIBRATION_COLUMNS)).assign(source=str(path))
+
+
+def with_calibration(frame: pd.DataFrame, calibration: pd.DataFrame | None) -> pd.DataFrame:
+    """`frame` with each run's `post_rl_source` (dag, calibration_csv or blank), the CSV's scores filled in. A run
+    the ranking does not know, or one that has a post-RL score from the DAG already, is an error."""
+    frame = frame.copy()
+    frame["post_rl_source"] = np.where(frame["post_rl"].notna(), FROM_DAG, "")
+    if calibration is None:
+        return frame
+    where = f"analysis.rank.calibration_csv {calibration['source'].iloc[0]}"
+    known = list(frame["run"])
+    for run, score in zip(calibration["run"], calibration["post_rl"], strict=True):
+        if run not in known:
+            raise QuagmireError(
+                f"{where}: run {run!r} is neither a recipe nor a candidate with a post-SFT score "
+                f"(known: {', '.join(known)})"
+            )
+        at = known.index(run)
+        if frame.at[at, "post_rl_source"] == FROM_DAG:
+            raise QuagmireError(
+                f"{where}: run {run!r} has a post-RL score from its GRPO run in the DAG already; "
+                "give only runs without RL in the DAG"
+            )
+        frame.at[at, "post_rl"] = float(score)
+        frame.at[at, "post_rl_source"] = FROM_CSV
     return frame
 
 
@@ -227,12 +353,19 @@ def rank_candidates(
     *,
     k_large: int | None = None,
     loss_steps: pd.DataFrame | None = None,
+    calibration_scores: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, Calibration]:
     """The ranking table (COLUMNS): kept candidates first, by pass@k_large (ties by run name), rank 1, 2, …; dropped
     ones after them without a rank. Every candidate gets a predicted post-RL score and interval from the calibration
-    on the runs with RL results. `settings` is the `analysis.rank` section (filled from the schema here)."""
+    on the runs with RL results (from the DAG, or `calibration_scores` from `read_calibration`). `settings` is the
+    `analysis.rank` section (filled from the schema here). With candidates the study did not train or calibration
+    scores, EXTRA_COLUMNS follow (kind, held-out set of the loss, where the post-RL score comes from)."""
     settings = settings_for(RANK_SECTION, settings, "rank settings")
-    frame = loss_filter(candidates_of(tidy, recipes, k_large), settings, loss_steps)
+    frame = with_calibration(candidates_of(tidy, recipes, k_large), calibration_scores)
+    extended = "kind" in frame.columns or calibration_scores is not None
+    if extended and "kind" not in frame.columns:
+        frame = frame.assign(kind=RECIPE, heldout_set=STUDY_HELDOUT)
+    frame = loss_filter(frame, settings, loss_steps)
     calibration = calibrate(frame["pass_at_k_large"], frame["post_rl"])
     pred, lo, hi = calibration.predict(frame["pass_at_k_large"], settings["interval_level"])
     frame["predicted_post_rl"], frame["interval_lo"], frame["interval_hi"] = pred, lo, hi
@@ -241,7 +374,7 @@ def rank_candidates(
     n_kept = int((~frame["_dropped"]).sum())
     frame["rank"] = pd.array(list(range(1, n_kept + 1)) + [None] * (len(frame) - n_kept), dtype="Int64")
     attrs = dict(frame.attrs)
-    out = frame.loc[:, list(COLUMNS)].reset_index(drop=True)
+    out = frame.loc[:, list(COLUMNS) + (list(EXTRA_COLUMNS) if extended else [])].reset_index(drop=True)
     out.attrs.update(attrs, interval_level=settings["interval_level"], settings=dict(settings))
     return out, calibration
 
@@ -361,25 +494,44 @@ def ranking_markdown(ranking: pd.DataFrame, calibration: Calibration, quality: M
     rising = ("and rising (its last loss along SFT above its lowest)" if measured
               else "(and rising: not measured, the loss exists at the final SFT checkpoint only, so high alone "
               "drops)")  # fmt: skip
+    extended = "kind" in ranking.columns  # candidates the study did not train, or post-RL scores from a CSV
+    sets = ""
+    if extended:
+        sets = (
+            " A candidate the study did not train is judged against the runs whose loss is on the same "
+            "held-out set (column 'held-out set'): on the study's split, with the dataset-level runs; on a set "
+            "of its own, with the candidates sharing it."
+        )
     lines = [
         "# Ranking SFT candidates before RL",
         "",
         f"Filter: drop a candidate whose held-out generalization loss is high, {cutoff} {rising}; losses are "
-        "compared among dataset-level runs only (same data), other runs are not judged and stay candidates. Rank "
-        f"the rest by post-SFT pass@{k}. {fit}",
+        "compared among dataset-level runs only (same data), other runs are not judged and stay candidates."
+        f"{sets} Rank the rest by post-SFT pass@{k}. {fit}",
         "",
-        f"| rank | run | loss | high | rising | verdict | pass@{k} | predicted post-RL [{level:.0%} PI] | "
-        f"post-RL {avg} |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        f"| rank | run | loss |{' held-out set |' if extended else ''} high | rising | verdict | pass@{k} | "
+        f"predicted post-RL [{level:.0%} PI] | post-RL {avg} |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |" + (" --- |" if extended else ""),
     ]
     for row in ranking.itertuples(index=False):
         rank = "–" if row.rank is pd.NA else str(row.rank)
         interval = f" [{_num(row.interval_lo)}, {_num(row.interval_hi)}]" if math.isfinite(row.interval_lo) else ""
+        run, heldout, post_rl = row.run, "", _num(row.post_rl)
+        if extended:
+            run = f"{row.run} (candidate)" if row.kind == CANDIDATE else row.run
+            heldout = f" {row.heldout_set} |"
+            post_rl += " (CSV)" if row.post_rl_source == FROM_CSV else ""
         lines.append(
-            f"| {rank} | {row.run} | {_num(row.genloss)} | {_flag(row.loss_high)} | {_flag(row.loss_rising)} | "
+            f"| {rank} | {run} | {_num(row.genloss)} |{heldout} {_flag(row.loss_high)} | {_flag(row.loss_rising)} | "
             f"{row.verdict} | {_num(row.pass_at_k_large)} | {_num(row.predicted_post_rl)}{interval} | "
-            f"{_num(row.post_rl)} |"
+            f"{post_rl} |"
         )
+    if extended and (ranking["post_rl_source"] == FROM_CSV).any():
+        lines += [
+            "",
+            "(CSV): a post-RL score measured outside the DAG (analysis.rank.calibration_csv); it joins the "
+            "calibration and the leave-one-out like a GRPO run's.",
+        ]
     lines += ["", "## Ranking quality (leave-one-out over the runs with RL results)", "", *quality_lines(quality)]
     return "\n".join(lines) + "\n"
 
@@ -466,6 +618,8 @@ def rank_to_file(
     from quagmire.provenance import step_manifest, write_sidecar
 
     rank_settings = settings_for(RANK_SECTION, settings.get("rank"), "rank settings")
+    calibration_csv = rank_settings.get("calibration_csv")
+    scores = read_calibration(calibration_csv) if calibration_csv else None
     steps = None
     if loss_steps is not None:
         try:
@@ -473,7 +627,12 @@ def rank_to_file(
         except FileNotFoundError as exc:
             raise QuagmireError(f"loss series not found: {loss_steps}") from exc
     ranking, calibration = rank_candidates(
-        read_tidy(tidy), read_recipes(recipes), rank_settings, k_large=settings.get("k_large"), loss_steps=steps
+        read_tidy(tidy),
+        read_recipes(recipes),
+        rank_settings,
+        k_large=settings.get("k_large"),
+        loss_steps=steps,
+        calibration_scores=scores,
     )
     loo = leave_one_out(ranking, rank_settings["interval_level"])
     quality = ranking_quality(loo, rank_settings["interval_level"])
@@ -485,6 +644,11 @@ def rank_to_file(
         "quality": quality,
         "leave_one_out": loo.to_dict(orient="records"),
     }
+    if scores is not None:
+        record["calibration_csv"] = {
+            "path": str(calibration_csv),
+            "runs": dict(zip(scores["run"], scores["post_rl"], strict=True)),
+        }
     markdown = ranking_markdown(ranking, calibration, quality)
     with atomic_path(out_csv) as tmp:
         ranking.to_csv(tmp, index=False)
@@ -494,7 +658,8 @@ def rank_to_file(
         Path(tmp).write_text(json.dumps(_plain(record), indent=2, ensure_ascii=False, allow_nan=False) + "\n")
     figure_settings = dataclasses.replace(PlotSettings.from_config(plot_settings), format="png")
     save_figure(ranking_figure(ranking, calibration, loo, figure_settings), out_figure, figure_settings)
-    manifest = step_manifest("rank", [("tidy", tidy), ("recipes", recipes)],
+    inputs = [("tidy", tidy), ("recipes", recipes)] + ([("calibration", calibration_csv)] if scores is not None else [])
+    manifest = step_manifest("rank", inputs,
                              settings={"analysis": dict(settings), "plots": dict(plot_settings)})  # fmt: skip
     for path in (out_csv, out_md, out_json, out_figure):
         write_sidecar(path, manifest)

@@ -24,9 +24,12 @@ log = logging.getLogger(__name__)
 
 TIDY_COLUMNS = ("run", "stage", "benchmark", "metric", "value")
 STAGES = ("base", "sft", "rl")
+CANDIDATE = "candidate"  # the stage of an SFT checkpoint the study did not train (`candidates:`): no RL stage
+TIDY_STAGES = (*STAGES, CANDIDATE)
 BASE_RUN = "base"
 MACRO = "macro"
 HELDOUT = "heldout"
+STUDY_HELDOUT = "study"  # a candidate's loss on the study's own held-out split (config.STUDY_HELDOUT)
 GENLOSS = "genloss"
 RECIPE_COLUMNS = ("run", "subset", "n_unique", "epochs", "lr", "dataset_level", "instance_level")
 
@@ -48,22 +51,30 @@ _FALSE_STRINGS = {"false", "f", "no", "n", "0", ""}
 # ----------------------------------------------------------------------------------------------------
 
 
+def heldout_benchmark(heldout_set: str) -> str:
+    """The tidy table's benchmark of a loss on `heldout_set`: "heldout" for the study's split, else
+    "heldout:<set>" (losses on different sets are different measurements and never compared)."""
+    return HELDOUT if heldout_set == STUDY_HELDOUT else f"{HELDOUT}:{heldout_set}"
+
+
 def tidy_table(
     evals: Iterable[tuple[str, str, Mapping[str, Any]]],
     genlosses: Iterable[tuple[str, Mapping[str, Any]]],
+    candidate_genlosses: Iterable[tuple[str, str, Mapping[str, Any]]] = (),
 ) -> pd.DataFrame:
     """One row per (run, stage, benchmark, metric): the single table every analysis and figure reads.
 
     Scalars are kept as they are, `status_counts` becomes `status:<status>` counts, a `<metric>_ci` pair
     becomes `<metric>_ci_lo`/`<metric>_ci_hi`, the macro entry is benchmark "macro", and each genloss file
-    gives stage "sft", benchmark "heldout" rows `genloss`, `genloss_n_tokens`, `genloss_n_examples`.
+    gives stage "sft", benchmark "heldout" rows `genloss`, `genloss_n_tokens`, `genloss_n_examples`. A candidate
+    (stage "candidate") has its loss as (run, held-out set, genloss file): benchmark `heldout_benchmark(set)`.
     """
     rows: list[tuple[str, str, str, str, float]] = []
     seen: set[tuple[str, str]] = set()
     for run, stage, metrics in evals:
         where = f"metrics for run {run!r} stage {stage!r}"
-        if stage not in STAGES:
-            raise QuagmireError(f"{where}: stage must be one of {', '.join(STAGES)}")
+        if stage not in TIDY_STAGES:
+            raise QuagmireError(f"{where}: stage must be one of {', '.join(TIDY_STAGES)}")
         if (run, stage) in seen:
             raise QuagmireError(f"{where} given twice")
         seen.add((run, stage))
@@ -83,7 +94,9 @@ def tidy_table(
             for metric, value in _flatten_entry(entry, f"{where}, benchmark {benchmark!r}"):
                 rows.append((run, stage, str(benchmark), metric, value))
     seen_loss: set[str] = set()
-    for run, loss in genlosses:
+    losses = [(run, "sft", HELDOUT, loss) for run, loss in genlosses]
+    losses += [(run, CANDIDATE, heldout_benchmark(heldout_set), loss) for run, heldout_set, loss in candidate_genlosses]
+    for run, stage, benchmark, loss in losses:
         if run in seen_loss:
             raise QuagmireError(f"genloss for run {run!r} given twice")
         seen_loss.add(run)
@@ -91,7 +104,7 @@ def tidy_table(
             raise QuagmireError(f"genloss file for run {run!r} has no numeric 'genloss'")
         for key, metric in _GENLOSS_FIELDS:
             if _is_number(loss.get(key)):
-                rows.append((run, "sft", HELDOUT, metric, float(loss[key])))
+                rows.append((run, stage, benchmark, metric, float(loss[key])))
     frame = pd.DataFrame(rows, columns=list(TIDY_COLUMNS))
     frame = frame.astype({"run": str, "stage": str, "benchmark": str, "metric": str, "value": float})
     return frame.sort_values(list(TIDY_COLUMNS[:4]), kind="stable").reset_index(drop=True)
@@ -171,6 +184,15 @@ def heldout_genloss(tidy: pd.DataFrame) -> pd.Series:
     return pd.Series(
         rows["value"].to_numpy(dtype=float), index=pd.Index(rows["run"], name="run"), name=GENLOSS
     )
+
+
+def candidate_genloss(tidy: pd.DataFrame) -> pd.DataFrame:
+    """Each candidate's generalization loss with the held-out set it is on (columns run, heldout_set, genloss)."""
+    rows = tidy[(tidy["stage"] == CANDIDATE) & (tidy["metric"] == GENLOSS)
+                & ((tidy["benchmark"] == HELDOUT) | tidy["benchmark"].str.startswith(f"{HELDOUT}:"))]
+    sets = [STUDY_HELDOUT if b == HELDOUT else b.split(":", 1)[1] for b in rows["benchmark"]]
+    return pd.DataFrame({"run": rows["run"].to_numpy(), "heldout_set": sets,
+                         "genloss": rows["value"].to_numpy(dtype=float)})
 
 
 def avg_metric_name(tidy: pd.DataFrame, stages: Sequence[str] = ("sft", "rl")) -> str:
@@ -278,8 +300,9 @@ def tidy_to_file(
     genlosses: Sequence[tuple[str, str | os.PathLike[str]]],
     out: str | os.PathLike[str],
 ) -> pd.DataFrame:
-    """Collect the metrics files (keyed STAGE:RUN) and generalization-loss files (keyed RUN) into the tidy table
-    and write it: the `quagmire table` step of the DAG."""
+    """Collect the metrics files (keyed STAGE:RUN) and generalization-loss files (keyed RUN, or candidate:RUN:SET
+    for a candidate's loss on held-out set SET) into the tidy table and write it: the `quagmire table` step of the
+    DAG."""
     from quagmire.io import atomic_path, read_json
 
     entries = []
@@ -288,7 +311,16 @@ def tidy_to_file(
         if not sep:
             raise QuagmireError(f"--eval key must be STAGE:RUN (got {key!r})")
         entries.append((run, stage, read_json(path)))
-    tidy = tidy_table(entries, [(run, read_json(path)) for run, path in genlosses])
+    recipe_losses, candidate_losses = [], []
+    for key, path in genlosses:
+        if key.startswith(f"{CANDIDATE}:"):
+            parts = key.split(":")
+            if len(parts) != 3 or not all(parts[1:]):
+                raise QuagmireError(f"--genloss key of a candidate must be candidate:RUN:SET (got {key!r})")
+            candidate_losses.append((parts[1], parts[2], read_json(path)))
+        else:
+            recipe_losses.append((key, read_json(path)))
+    tidy = tidy_table(entries, recipe_losses, candidate_losses)
     with atomic_path(out) as tmp:
         tidy.to_csv(tmp, index=False)
     write_sidecar(out, step_manifest(
