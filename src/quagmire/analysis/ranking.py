@@ -9,10 +9,10 @@ The filter. Held-out losses are comparable only between runs trained on the same
 only against the study's dataset-level runs (`predictors.is_comparable`, the level at which the predictors module
 compares losses): above `analysis.rank.loss_threshold` when one is given, else above the `loss_quantile` of those
 runs' losses. A run outside the dataset level, or one of fewer than `MIN_RUNS_FOR_FIT` comparable runs, is not
-judged and stays a candidate. "Rising" needs the loss along SFT; today generalization loss is measured at the
-final checkpoint only, so it is "not measured" unless a per-step loss series is given (`loss_steps`: run, step,
-genloss): then a loss is rising when its last value exceeds its lowest, and a high loss that is not rising is kept
-(an under-trained checkpoint is not an over-fitted one).
+judged and stays a candidate. "Rising" needs the loss along SFT: the DAG's rank rule gives the per-snapshot
+series of the loss_along_sft rule (`loss_steps`: run, step, genloss); without one it is "not measured". With it, a
+loss is rising when its last value exceeds its lowest, and a high loss that is not rising is kept (an under-trained
+checkpoint is not an over-fitted one).
 
 The calibration. post-RL = slope · pass@k_large + intercept, least squares over every recipe run with an RL result
 (pass@k is comparable across all runs). The prediction interval at level L for a candidate x₀ is
@@ -494,7 +494,8 @@ def rank_to_file(
         Path(tmp).write_text(json.dumps(_plain(record), indent=2, ensure_ascii=False, allow_nan=False) + "\n")
     figure_settings = dataclasses.replace(PlotSettings.from_config(plot_settings), format="png")
     save_figure(ranking_figure(ranking, calibration, loo, figure_settings), out_figure, figure_settings)
-    manifest = step_manifest("rank", [("tidy", tidy), ("recipes", recipes)],
+    inputs = [("tidy", tidy), ("recipes", recipes), *([("loss_steps", loss_steps)] if loss_steps is not None else [])]
+    manifest = step_manifest("rank", inputs,
                              settings={"analysis": dict(settings), "plots": dict(plot_settings)})  # fmt: skip
     for path in (out_csv, out_md, out_json, out_figure):
         write_sidecar(path, manifest)
