@@ -176,3 +176,23 @@ def test_a_problem_cap_draws_the_same_problems_in_benchmark_order() -> None:
     first, again = along_sft.drawn(problems, 4, seed=1), along_sft.drawn(problems, 4, seed=1)
     assert len(first) == 4 and first.equals(again) and list(first.index) == sorted(first.index)
     assert along_sft.drawn(problems, None, seed=1) is problems and along_sft.drawn(problems, 10, seed=1) is problems
+
+
+@pytest.mark.parametrize("n", [4, 0])
+def test_the_figure_draws_loss_and_accuracy_against_steps(n: int, tmp_path: Path) -> None:
+    from quagmire.analysis import plots
+    from quagmire.analysis import tables as tidy_tables
+
+    rows = [(run, step, step / 4, 1.0 - 0.1 * step + (0.3 if run == "b" and step == 4 else 0.0),
+             0.1 * step if n else math.nan, n) for run in ("a", "b") for step in (1, 2, 3, 4)]  # fmt: skip
+    along_csv, recipes_csv = tmp_path / "along.csv", tmp_path / "recipes.csv"
+    pd.DataFrame(rows, columns=list(along_sft.COLUMNS)).to_csv(along_csv, index=False)
+    pd.DataFrame([(r, "random", 64, 1, 1e-3, True, False) for r in ("a", "b")],
+                 columns=list(tidy_tables.RECIPE_COLUMNS)).to_csv(recipes_csv, index=False)  # fmt: skip
+    out = plots.render_loss_along_sft(along_csv, recipes_csv, tmp_path / "fig.png", {"dpi": 40, "width": 3.0})
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and Path(f"{out}.manifest.json").is_file()
+    fig = plots.loss_along_sft(pd.read_csv(along_csv), pd.read_csv(recipes_csv), plots.PlotSettings.from_config({}))
+    left, right = fig.axes[:2]
+    assert [line.get_label() for line in left.get_lines()] == ["a", "b"] and left.get_xlabel() == "SFT step"
+    notes = [t.get_text() for t in right.texts]
+    assert (len(right.get_lines()) == 2 and not notes) if n else notes == ["accuracy not measured (along_sft.n = 0)"]
