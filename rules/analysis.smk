@@ -83,7 +83,8 @@ rule predictor_cost:
         **job_resources("analysis"),
     shell:
         "quagmire predictor-cost --tidy {input.tidy} --recipes {input.recipes} --grades {params.grades} "
-        "--rl {params.rl} --loss-along-sft {input.along} --settings {params.settings:q} --out {output.csv} --out-md {output.md} > {log} 2>&1"
+        "--rl {params.rl} --loss-along-sft {input.along} --settings {params.settings:q} --out {output.csv} "
+        "--out-md {output.md} > {log} 2>&1"
 
 
 rule findings:
