@@ -66,6 +66,7 @@ rule predictor_cost:
         recipes=f"{R}/tables/recipes.csv",
         grades=sft_grade_files,
         rl=recipe_rl_dirs,
+        along=f"{R}/tables/loss_along_sft.csv",
     output:
         csv=f"{R}/tables/predictor_cost.csv",
         md=in_report(f"{R}/tables/predictor_cost.md", "predictor_cost"),
@@ -82,7 +83,8 @@ rule predictor_cost:
         **job_resources("analysis"),
     shell:
         "quagmire predictor-cost --tidy {input.tidy} --recipes {input.recipes} --grades {params.grades} "
-        "--rl {params.rl} --settings {params.settings:q} --out {output.csv} --out-md {output.md} > {log} 2>&1"
+        "--rl {params.rl} --loss-along-sft {input.along} --settings {params.settings:q} --out {output.csv} "
+        "--out-md {output.md} > {log} 2>&1"
 
 
 rule findings:
@@ -114,6 +116,7 @@ rule rank:
         tidy=f"{R}/tables/tidy.csv",
         recipes=f"{R}/tables/recipes.csv",
         calibration=calibration_input,  # analysis.rank.calibration_csv (read through the settings), if given
+        along=f"{R}/tables/loss_along_sft.csv",
     output:
         csv=f"{R}/tables/ranking.csv",
         md=in_report(f"{R}/tables/ranking.md", "ranking"),
@@ -132,7 +135,7 @@ rule rank:
     shell:
         "quagmire rank --tidy {input.tidy} --recipes {input.recipes} --settings {params.settings:q} "
         "--plot-settings {params.plots:q} --out-csv {output.csv} --out-md {output.md} --out-json {output.json} "
-        "--out-figure {output.figure} > {log} 2>&1"
+        "--out-figure {output.figure} --loss-steps {input.along} > {log} 2>&1"
 
 
 rule plot:

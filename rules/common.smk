@@ -419,6 +419,37 @@ def genloss_pairs(wildcards):
     return " ".join(pairs)
 
 
+def along_files(wildcards):
+    """Every recipe's loss-along-SFT CSV, in recipe order."""
+    study = STUDIES[wildcards.study]
+    return [study.path("along_sft", f"{recipe}.csv") for recipe in study.recipes]
+
+
+def along_benchmark_files(wildcards):
+    """The benchmarks a loss-along-SFT job samples: all of the study's, none when along_sft.n is 0."""
+    return benchmark_files(wildcards) if study_config(wildcards)["along_sft"]["n"] else []
+
+
+def along_benchmark_pairs(wildcards, input):
+    study = STUDIES[wildcards.study]
+    names = study.benchmarks if input.benchmarks else []
+    return " ".join(f"{b}={p}" for b, p in zip(names, input.benchmarks, strict=True))
+
+
+def along_settings(wildcards):
+    """What a loss-along-SFT job consumes: along_sft.n, the genloss settings, the eval sampling keys it uses
+    (not eval.n, eval.backend or the shard count) and the grading timeout."""
+    config = study_config(wildcards)
+    keys = ("temperature", "top_p", "max_new_tokens", "seed", "prompts_per_call", "prompt_template", "instruction")
+    return as_json({
+        "n": config["along_sft"]["n"],
+        "problems": config["along_sft"]["problems"],
+        "genloss": config["genloss"],
+        "sampling": {k: config["eval"][k] for k in keys},
+        "grading_timeout_s": config["eval"]["grading_timeout_s"],
+    })
+
+
 def sft_grade_files(wildcards):
     """Every post-SFT grades file of the study: recipe by recipe, each in benchmark order."""
     study = STUDIES[wildcards.study]

@@ -19,3 +19,67 @@ rule genloss:
     shell:
         "quagmire genloss --model {input.model} --heldout {input.heldout} --max-length {params.max_length} "
         "--batch-size {params.batch_size} --out {output} --threads {threads} > {log} 2>&1"
+
+
+rule loss_along_sft:
+    """Loss along SFT: held-out loss and post-SFT accuracy (along_sft.n samples) of every snapshot of one recipe."""
+    input:
+        snapshots=f"{R}/sft/{{recipe}}.snapshots",
+        heldout=f"{R}/data/heldout.parquet",
+        benchmarks=along_benchmark_files,
+    output:
+        f"{R}/along_sft/{{recipe}}.csv",
+    params:
+        settings=along_settings,
+        benchmarks=along_benchmark_pairs,
+    threads: setting("threads")
+    log:
+        f"{LOGS}/along_sft/{{recipe}}.log",
+    conda:
+        "../envs/train.yaml"
+    resources:
+        **job_resources("genloss"),
+    shell:
+        "quagmire loss-along-sft --run {wildcards.recipe} --snapshots {input.snapshots} --heldout {input.heldout} "
+        "--benchmarks {params.benchmarks} --settings {params.settings:q} --out {output} --threads {threads} "
+        "> {log} 2>&1"
+
+
+rule loss_along_sft_table:
+    """Every recipe's loss along SFT in one table (run, step, epoch, genloss, accuracy, n)."""
+    input:
+        along_files,
+    output:
+        in_report(f"{R}/tables/loss_along_sft.csv", "loss_along_sft"),
+    log:
+        f"{LOGS}/analysis/loss_along_sft.log",
+    localrule: True  # cheap: runs on the submitting host, not as a cluster job
+    conda:
+        "../envs/analysis.yaml"
+    resources:
+        **job_resources("analysis"),
+    shell:
+        "quagmire loss-along-sft-table --along {input} --out {output} > {log} 2>&1"
+
+
+rule plot_loss_along_sft:
+    """Held-out loss and post-SFT accuracy against SFT steps, a line per recipe (a plot setting reruns only this)."""
+    input:
+        along=f"{R}/tables/loss_along_sft.csv",
+        recipes=f"{R}/tables/recipes.csv",
+    output:
+        in_report(f"{R}/figures/loss_along_sft.{{ext}}", "loss_along_sft_figure"),
+    params:
+        settings=plot_settings,
+    wildcard_constraints:
+        ext=r"png|pdf|svg",
+    log:
+        f"{LOGS}/figures/loss_along_sft.{{ext}}.log",
+    localrule: True  # cheap: runs on the submitting host, not as a cluster job
+    conda:
+        "../envs/analysis.yaml"
+    resources:
+        **job_resources("analysis"),
+    shell:
+        "quagmire plot-loss-along-sft --along {input.along} --recipes {input.recipes} --settings {params.settings:q} "
+        "--out {output} > {log} 2>&1"

@@ -1,10 +1,12 @@
 rule sft:
-    """Fine-tune the base model on one recipe's subset (TRL SFTTrainer, completion-only loss)."""
+    """Fine-tune the base model on one recipe's subset (TRL SFTTrainer, completion-only loss), keeping
+    sft.snapshots weight-only snapshots along the way."""
     input:
         base=f"{R}/models/base",
         data=subset_file,
     output:
-        in_report(directory(f"{R}/sft/{{recipe}}"), "sft_stats", patterns=["train_{record}.json"]),
+        model=in_report(directory(f"{R}/sft/{{recipe}}"), "sft_stats", patterns=["train_{record}.json"]),
+        snapshots=directory(f"{R}/sft/{{recipe}}.snapshots"),  # beside the model: GRPO and evals never read it
     params:
         settings=sft_settings,
         sharding=setting("sft", "sharding"),
@@ -18,4 +20,4 @@ rule sft:
     shell:
         "quagmire sft --base {input.base} --data {input.data} --settings {params.settings:q} "
         "--save-steps {resources.save_steps} --save-total-limit {resources.save_total_limit} "
-        "--out {output} --threads {threads} --gpus {resources.gpu} --sharding {params.sharding} > {log} 2>&1"
+        "--out {output.model} --snapshots {output.snapshots} --threads {threads} --gpus {resources.gpu} --sharding {params.sharding} > {log} 2>&1"

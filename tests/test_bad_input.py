@@ -58,7 +58,8 @@ CONFIGS = [
                  id="type-infinity"),
     pytest.param(study(sft={"recipes": {2048: RECIPE}}), ["sft.recipes", "2048", "not text"], id="type-number-key"),
     # unknown keys
-    pytest.param(study(evall={"n": 2}), ["unknown key evall", "allowed: analysis"], id="unknown-top-level-key"),
+    pytest.param(study(evall={"n": 2}), ["unknown key evall", "allowed: along_sft, analysis"],
+                 id="unknown-top-level-key"),
     pytest.param(study(sft={"recipes": {"r1": {**RECIPE, "epoch": 2}}}), ["sft.recipes.r1.epoch"],
                  id="unknown-recipe-key"),
     pytest.param(study(eval={"benchmarks": {"math500": {"paht": "m.jsonl"}}}), ["eval.benchmarks.math500.paht"],

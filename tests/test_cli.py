@@ -176,12 +176,13 @@ def fake_trainers(monkeypatch):
 def test_sft_and_grpo_pass_only_the_operational_knobs_given(fake_trainers, tmp_path):
     settings = '{"lr": 0.1}'
     sft = ["sft", "--base", "b", "--data", "d", "--settings", settings, "--out", "o", "--save-steps", "5",
-           "--threads", "3", "--gpus", "1", "--sharding", "fsdp"]
+           "--threads", "3", "--gpus", "1", "--sharding", "fsdp", "--snapshots", "o.snapshots"]
     grpo = ["grpo", "--model", "m", "--prompts", "p", "--settings", settings, "--out", "o",
             "--vllm-gpu-memory", "0.3", "--sharding", "zero3"]
     assert main(sft) == 0 and main(grpo) == 0
     assert fake_trainers == [
-        ("train_sft", (Path("b"), Path("d"), Path("o"), {"lr": 0.1}), {"threads": 3, "operational": {"save_steps": 5}}),
+        ("train_sft", (Path("b"), Path("d"), Path("o"), {"lr": 0.1}),
+         {"threads": 3, "operational": {"save_steps": 5}, "snapshots": Path("o.snapshots")}),
         ("train_grpo", (Path("m"), Path("p"), Path("o"), {"lr": 0.1}),
          {"threads": 1, "operational": {"vllm_gpu_memory_utilization": 0.3}}),
     ]

@@ -50,6 +50,18 @@ def test_smoke_study_produces_tables_and_figures(smoke_study: tuple[Path, Path])
         "passk_curves",
     ):
         assert (results / "figures" / f"{figure}.png").stat().st_size > 1000
+    along = pd.read_csv(results / "tables" / "loss_along_sft.csv")
+    assert list(along.columns) == ["run", "step", "epoch", "genloss", "accuracy", "n"]
+    assert set(along["run"]) == recipes and along.groupby("run").size().eq(4).all()  # sft.defaults.snapshots: 4
+    assert along["accuracy"].between(0, 1).all() and set(along["n"]) == {4}
+    last = along.sort_values("step").groupby("run").tail(1).set_index("run")["genloss"]
+    final = tidy[tidy["metric"] == "genloss"].set_index("run")["value"]
+    assert last.to_dict() == pytest.approx(final.to_dict(), rel=1e-9)  # the last snapshot is the final model
+    assert ranking["loss_rising"].map(lambda v: str(v) in ("True", "False")).all()  # measured now
+    cost = pd.read_csv(results / "tables" / "predictor_cost.csv")
+    row = cost[(cost["predictor"] == "neg_min_genloss_along_sft") & (cost["level"] == "all")].iloc[0]
+    assert row["sft_checkpoints"] == 4 and bool(row["available"])
+    assert (results / "figures" / "loss_along_sft.png").stat().st_size > 1000
     for path in (results / "rl").iterdir():
         assert (path / "lineage.json").exists() and (path / "trainer_config.json").exists()
     assert (workdir / "logs" / "smoke" / "sft" / "random_n64_ep1.log").stat().st_size > 0
@@ -63,7 +75,8 @@ def test_second_run_with_nothing_changed_runs_no_job(smoke_study: tuple[Path, Pa
 def test_plot_setting_change_reruns_only_plot_rules(smoke_study: tuple[Path, Path], tmp_path: Path) -> None:
     workdir, configfile = smoke_study
     changed = variant(configfile, tmp_path, "dpi", {"key": ["plots", "dpi"], "value": 61})
-    assert planned_jobs(workdir, changed) == Counter({"plot": 6, "rank": 1, "all": 1})  # and the ranking figure
+    # and the ranking figure and the loss-along-SFT figure; never SFT or the loss along it
+    assert planned_jobs(workdir, changed) == Counter({"plot": 6, "rank": 1, "plot_loss_along_sft": 1, "all": 1})
 
 
 def test_sft_setting_change_reruns_exactly_what_depends_on_sft(
@@ -73,6 +86,7 @@ def test_sft_setting_change_reruns_exactly_what_depends_on_sft(
     changed = variant(configfile, tmp_path, "lr", {"key": ["sft", "defaults", "lr"], "value": 0.002})
     recipes, benchmarks = 4, 2
     evaluated = 2 * recipes  # post-SFT and post-RL of every recipe; never the base model or RL-from-base
+    LOSS_ALONG_SFT = recipes  # noqa: N806 - each recipe's snapshots are new
     # the recipes table lists each recipe's resolved lr, so it is rebuilt too; data and pre-training are not
     assert planned_jobs(workdir, changed) == Counter(
         {
@@ -90,6 +104,9 @@ def test_sft_setting_change_reruns_exactly_what_depends_on_sft(
             "rank": 1,
             "predictor_cost": 1,
             "plot": 6,
+            "loss_along_sft": LOSS_ALONG_SFT,
+            "loss_along_sft_table": 1,
+            "plot_loss_along_sft": 1,
             "all": 1,
         }
     )
@@ -100,6 +117,7 @@ def test_one_recipe_change_reruns_only_that_recipe_chain(smoke_study: tuple[Path
     changed = variant(
         configfile, tmp_path, "ep", {"key": ["sft", "recipes", "random_n64_ep2", "epochs"], "value": 3}
     )
+    LOSS_ALONG_SFT = 1  # noqa: N806 - that recipe's snapshots only
     # the recipes table changes too: it lists each recipe's epochs
     assert planned_jobs(workdir, changed) == Counter(
         {
@@ -117,11 +135,17 @@ def test_one_recipe_change_reruns_only_that_recipe_chain(smoke_study: tuple[Path
             "rank": 1,
             "predictor_cost": 1,
             "plot": 6,
+            "loss_along_sft": LOSS_ALONG_SFT,
+            "loss_along_sft_table": 1,
+            "plot_loss_along_sft": 1,
             "all": 1,
         }
     )
 
 
+ALONG_ONLY = {
+    "loss_along_sft": 4, "loss_along_sft_table": 1, "plot_loss_along_sft": 1, "rank": 1, "predictor_cost": 1, "all": 1,
+}  # what a changed along_sft setting reruns
 TRAINING_SAMPLING_GRADING = {"pretrain", "sft", "grpo", "genloss", "sample_shard", "gather_samples", "grade", "score"}
 AFTER_TIDY = {
     "tidy_table": 1, "predictors": 1, "findings": 1, "rank": 1, "predictor_cost": 1, "plot": 6, "all": 1,
@@ -133,7 +157,8 @@ AFTER_TIDY = {
     [
         # a comparison label is read by the recipes table only: no model, sample or grade is redone
         ("label", ["sft", "recipes", "random_n64_ep2", "instance_level"], True,
-         {"recipes_table": 1, "predictors": 1, "findings": 1, "rank": 1, "predictor_cost": 1, "plot": 6, "all": 1}),
+         {"recipes_table": 1, "predictors": 1, "findings": 1, "rank": 1, "predictor_cost": 1, "plot": 6,
+          "plot_loss_along_sft": 1, "all": 1}),
         # operational knobs: how jobs run, never what they compute
         ("rl_save_steps", ["rl", "save_steps"], 1, {}),
         ("rl_save_total_limit", ["rl", "save_total_limit"], 5, {}),
@@ -148,7 +173,10 @@ AFTER_TIDY = {
                                                 "all": 1}),
         ("rank", ["analysis", "rank", "interval_level"], 0.9, {"rank": 1, "all": 1}),
         ("cost_draws", ["analysis", "cost_draws"], 2, {"predictor_cost": 1, "all": 1}),  # predictors keep their keys
-        ("plots", ["plots", "width"], 5.0, {"plot": 6, "rank": 1, "all": 1}),  # rank draws the ranking figure
+        ("plots", ["plots", "width"], 5.0, {"plot": 6, "rank": 1, "plot_loss_along_sft": 1, "all": 1}),  # + rank's
+        # loss along SFT: its own settings rerun the along jobs and what reads their table, never SFT or the tidy table
+        ("along_n", ["along_sft", "n"], 2, ALONG_ONLY),
+        ("along_problems", ["along_sft", "problems"], 4, ALONG_ONLY),
     ],
 )
 def test_a_change_reruns_only_what_consumes_it(
@@ -179,6 +207,15 @@ def test_eval_n_reruns_sampling_and_what_follows_but_no_training(smoke_study: tu
         {"sample_shard": models * benchmarks, "gather_samples": models * benchmarks, "grade": models * benchmarks,
          "score": models, **AFTER_TIDY}
     )
+
+
+def test_a_recipes_snapshot_count_reruns_its_sft_chain_only(smoke_study: tuple[Path, Path], tmp_path: Path):
+    """sft snapshots is a setting of the SFT job (its second output changes): that recipe's chain reruns."""
+    workdir, configfile = smoke_study
+    key = ["sft", "recipes", "random_n64_ep2", "snapshots"]
+    planned = planned_jobs(workdir, variant(configfile, tmp_path, "snapshots", {"key": key, "value": 2}))
+    assert planned["sft"] == 1 and planned["loss_along_sft"] == 1 and planned["genloss"] == 1
+    assert planned["grpo"] == 1 and planned["pretrain"] == 0 and planned["loss_along_sft_table"] == 1
 
 
 def test_a_two_study_paper_reuses_a_finished_study_and_adds_the_cross_study_tables(
@@ -336,6 +373,7 @@ PAPER_JOBS = {  # 10 SFT recipes, GRPO from each and from the base, 22 models x 
     "recipes_table": 1, "tidy_table": 1, "predictors": 1, "findings": 1, "rank": 1, "plot": 6, "all": 1,
 }
 PAPER_JOBS["predictor_cost"] = 1  # +1 per study: tables/predictor_cost
+PAPER_JOBS.update({"loss_along_sft": 10, "loss_along_sft_table": 1, "plot_loss_along_sft": 1})  # +12: loss along SFT
 
 
 @pytest.mark.parametrize("name", ["paper_llama3_nemotron", "paper_mistral_acereason", "paper_qwen3_base"])
@@ -343,7 +381,7 @@ def test_paper_configs_plan_the_expected_jobs(name: str, tmp_path: Path) -> None
     """The README's job counts, as a dry run computes them (no download, no GPU)."""
     jobs = planned_jobs(tmp_path, REPO / "config" / f"{name}.yaml")
     assert dict(jobs) == PAPER_JOBS
-    assert sum(jobs.values()) == 1009
+    assert sum(jobs.values()) == 1021
 
 
 def test_the_whole_paper_plans_as_one_dag(tmp_path: Path) -> None:
@@ -352,4 +390,4 @@ def test_the_whole_paper_plans_as_one_dag(tmp_path: Path) -> None:
     expected = Counter({rule: 3 * count for rule, count in PAPER_JOBS.items()})
     expected.update({"all": -2, "paper_tables": 1, "paper_figure": 1})
     assert jobs == expected
-    assert sum(jobs.values()) == 3027
+    assert sum(jobs.values()) == 3063

@@ -281,6 +281,7 @@ def test_small_envs_as_venvs_run_their_rules_commands(
             assert (workdir / out).exists(), f"rule {job['rule']}: no {out}"
         ran[job["rule"]] = env
     assert set(ran) == {"grade", "score", "recipes_table", "tidy_table", "predictors", "findings", "rank", "plot",
-                        "benchmark", "filter_sft", "filter_rl", "predictor_cost"}, ran
+                        "benchmark", "filter_sft", "filter_rl", "predictor_cost", "loss_along_sft_table",
+                        "plot_loss_along_sft"}, ran
     assert len(pd.read_csv(work / "results" / "smoke" / "tables" / "predictors.csv")) > 0
     print(f"venvs ready in {built:.0f} s; {len(selected)} jobs ran in {time.monotonic() - started - built:.0f} s")

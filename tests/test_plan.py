@@ -24,16 +24,17 @@ SMOKE = REPO / "config" / "smoke.yaml"
 CLUSTER_FAMILY = {
     "base_model": "data", "source": "data", "filter_sft": "data", "split_heldout": "data", "filter_rl": "data",
     "benchmark": "data", "subset": "data", "sft": "train", "grpo": "rl", "genloss": "genloss",
-    "sample_shard": "sample", "grade": "grade",
+    "sample_shard": "sample", "grade": "grade", "loss_along_sft": "genloss",
 }  # fmt: skip
 LOCAL_RULES = {
     "gather_samples", "score", "recipes_table", "tidy_table", "predictors", "findings", "rank", "predictor_cost",
-    "plot", "all",
+    "plot", "all", "loss_along_sft_table", "plot_loss_along_sft",
 }
 SMOKE_JOBS = {
     "world": 1, "world_benchmark": 2, "tokenizer": 1, "pretrain": 1, "subset": 3, "sft": 4, "grpo": 5, "genloss": 4,
     "sample_shard": 20, "gather_samples": 20, "grade": 20, "score": 10, "recipes_table": 1, "tidy_table": 1,
     "predictors": 1, "findings": 1, "rank": 1, "predictor_cost": 1, "plot": 6, "all": 1,
+    "loss_along_sft": 4, "loss_along_sft_table": 1, "plot_loss_along_sft": 1,
 }  # fmt: skip  (eval.shards 1: every evaluation is one sample_shard job and its gather_samples job)
 
 
@@ -44,7 +45,7 @@ def paper_plan(tmp_path_factory: pytest.TempPathFactory):
 
 def test_paper_plan_counts_the_readme_jobs_per_rule(paper_plan) -> None:
     assert paper_plan.jobs_per_rule() == PAPER_JOBS
-    assert paper_plan.jobs == 1009 and paper_plan.done == 0
+    assert paper_plan.jobs == 1021 and paper_plan.done == 0
     assert set(PAPER_JOBS) == set(CLUSTER_FAMILY) | LOCAL_RULES
 
 
@@ -59,8 +60,9 @@ def test_paper_plan_gpu_and_cpu_hours_equal_the_configs_resources(paper_plan) ->
         PAPER_JOBS[rule] * resources[fam].get("cpus_per_task", threads) * resources[fam]["runtime"] / 60
         for rule, fam in CLUSTER_FAMILY.items()
     )
-    # 10 SFT x 8 GPUs x 24 h + 11 GRPO x 8 x 48 h + 616 shards x 1 x 8 h + 10 genloss x 1 x 1 h (base_model: no GPU)
-    assert gpu_hours == 1920 + 4224 + 4928 + 10
+    # 10 SFT x 8 GPUs x 24 h + 11 GRPO x 8 x 48 h + 616 shards x 1 x 8 h + 10 genloss and 10 loss-along-SFT
+    # x 1 x 1 h (base_model: no GPU)
+    assert gpu_hours == 1920 + 4224 + 4928 + 10 + 10
     assert paper_plan.gpu_hours == pytest.approx(gpu_hours)
     assert paper_plan.cpu_hours == pytest.approx(cpu_hours)
 
@@ -82,7 +84,7 @@ def test_paper_plan_rows_carry_each_jobs_request_and_family(paper_plan) -> None:
 
 def test_smoke_plan_has_no_gpus_and_counts_threads_as_cpus(tmp_path: Path) -> None:
     plan = plan_workflow(SMOKE, workdir=tmp_path)
-    assert plan.jobs_per_rule() == SMOKE_JOBS and plan.jobs == 104
+    assert plan.jobs_per_rule() == SMOKE_JOBS and plan.jobs == 110
     assert plan.gpu_hours == 0
     config = yaml.safe_load(SMOKE.read_text())
     assert all(row.cpus == config.get("threads", 1) for row in plan.rows if row.rule in ("sft", "grade"))
@@ -96,8 +98,8 @@ def test_existing_outputs_are_not_counted_unless_all_jobs(tmp_path: Path) -> Non
     done.parent.mkdir(parents=True)
     done.write_bytes(b"")
     plan = plan_workflow(PAPER, workdir=tmp_path)
-    assert plan.jobs_per_rule()["benchmark"] == 6 and plan.done == 1 and plan.jobs == 1008
-    assert "1 of 1009 jobs are already done and not counted" in format_plan(plan)
+    assert plan.jobs_per_rule()["benchmark"] == 6 and plan.done == 1 and plan.jobs == 1020
+    assert "1 of 1021 jobs are already done and not counted" in format_plan(plan)
     everything = plan_workflow(PAPER, workdir=tmp_path, all_jobs=True)
     assert everything.jobs_per_rule() == PAPER_JOBS
 

@@ -30,9 +30,10 @@ STATE = "/tmp/quagmire-slurm-test"  # fixed: a run killed before its teardown is
 PARTITION = "local"
 LOCAL_RULES = {
     "score", "gather_samples", "world_benchmark", "recipes_table", "tidy_table", "predictors", "findings", "rank",
-    "plot", "all", "predictor_cost",
+    "plot", "all", "predictor_cost", "loss_along_sft_table", "plot_loss_along_sft",
 }
-GPU_FAMILY, GPU_RULES, GPUS = "genloss", {"genloss"}, 2  # the family given fake GPUs (CPU torch ignores them)
+# the family given fake GPUs (CPU torch ignores them) and its rules
+GPU_FAMILY, GPU_RULES, GPUS = "genloss", {"genloss", "loss_along_sft"}, 2
 TEST_PROFILE = f"""\
 # Test-only overrides of slurm/config.yaml for the local Slurm of scripts/slurm_local.sh.
 default-resources:

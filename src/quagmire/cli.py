@@ -258,6 +258,7 @@ COMMANDS: tuple[Command, ...] = (
             arg("--data", required=True),
             _settings_arg("the recipe's resolved settings"),
             _out(),
+            arg("--snapshots", default=None, help="folder for the weight-only snapshots along SFT (sft.snapshots)"),
             *CHECKPOINTING,
             THREADS,
             *GPUS,
@@ -344,6 +345,25 @@ COMMANDS: tuple[Command, ...] = (
         ),
     ),
     Command(
+        "loss-along-sft", "Held-out loss and post-SFT accuracy of every snapshot of one SFT run.",
+        "quagmire.eval.along_sft:along_to_file",
+        (
+            arg("--run", required=True, help="the SFT recipe's name (the CSV's run column)"),
+            arg("--snapshots", required=True, help="its snapshots folder (step-N/ folders)"),
+            arg("--heldout", required=True),
+            arg("--benchmarks", nargs="*", default=[], metavar="NAME=PATH", parse="pairs",
+                help="benchmarks to sample (none when along_sft.n is 0)"),
+            _settings_arg("{n, genloss: {max_length, batch_size}, sampling: {...}, grading_timeout_s}"),
+            _out("CSV: run, step, epoch, genloss, accuracy, n; the manifest beside it"),
+            THREADS,
+        ),
+    ),
+    Command(
+        "loss-along-sft-table", "Gather every SFT run's loss-along-SFT CSV into the study's table.",
+        "quagmire.eval.along_sft:gather_to_file",
+        (arg("--along", nargs="+", required=True, to="runs", help="per-run CSVs, in recipe order"), _out()),
+    ),
+    Command(
         "recipes", "Write the recipes table (one row per SFT recipe) from the config.",
         "quagmire.analysis.tables:recipes_to_file",
         (_settings_arg("recipe name -> resolved recipe", to="recipes"), _out()),
@@ -416,6 +436,16 @@ COMMANDS: tuple[Command, ...] = (
         (
             arg("--figure", required=True, to="name"),
             arg("--tidy", required=True, to="tidy_csv"),
+            arg("--recipes", required=True, to="recipes_csv"),
+            _settings_arg("the plots section (dpi, width, height, style, format)", to="settings_dict"),
+            _out(),
+        ),
+    ),
+    Command(
+        "plot-loss-along-sft", "Held-out loss and post-SFT accuracy against SFT steps, a line per recipe.",
+        "quagmire.analysis.plots:render_loss_along_sft",
+        (
+            arg("--along", required=True, to="along_csv", help="tables/loss_along_sft.csv"),
             arg("--recipes", required=True, to="recipes_csv"),
             _settings_arg("the plots section (dpi, width, height, style, format)", to="settings_dict"),
             _out(),

@@ -134,6 +134,8 @@ class Study:
             self.path("tables", "findings.md"),
             self.path("tables", "ranking.md"),
             self.path("tables", "predictor_cost.md"),
+            self.path("tables", "loss_along_sft.csv"),
+            self.path("figures", f"loss_along_sft.{fmt}"),
             *[self.path("figures", f"{name}.{fmt}") for name in self.config["plots"]["figures"]],
         ]
 

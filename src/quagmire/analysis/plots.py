@@ -401,6 +401,61 @@ def passk_curves(tidy: pd.DataFrame, recipes: pd.DataFrame, settings: PlotSettin
     return fig
 
 
+def loss_along_sft(along: pd.DataFrame, recipes: pd.DataFrame, settings: PlotSettings) -> Figure:
+    """Held-out loss (left) and post-SFT accuracy (right) against SFT steps, a line per recipe: the paper's loss
+    teaser per step. Not one of FIGURES (those read the tidy table alone): it reads tables/loss_along_sft.csv."""
+    with matplotlib.style.context(settings.style):
+        fig, axes = new_figure(settings, 1, 2)
+        left, right = axes[0]
+        order = list(dict.fromkeys([*recipes["run"].astype(str), *sorted(set(along["run"].astype(str)))]))
+        colors = _run_colors(order)
+        handles: dict[str, Any] = {}
+        accuracy_drawn = False
+        for run in order:
+            series = along[along["run"].astype(str) == run].sort_values("step")
+            if series.empty:
+                continue
+            (handles[run],) = left.plot(series["step"], series["genloss"], marker="o", color=colors[run], label=run)
+            accuracy = series["accuracy"].to_numpy(dtype=float)
+            keep = np.isfinite(accuracy)
+            if keep.any():
+                right.plot(series["step"].to_numpy()[keep], accuracy[keep], marker="s", color=colors[run])
+                accuracy_drawn = True
+        for ax, title, label in ((left, "Held-out loss along SFT", "generalization loss (nats/token)"),
+                                 (right, "Post-SFT accuracy along SFT", "macro avg@n")):  # fmt: skip
+            ax.set_xlabel("SFT step")
+            ax.set_ylabel(label)
+            ax.set_title(title)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        n = along["n"].max() if len(along) else 0
+        if accuracy_drawn:
+            right.set_ylabel(f"macro avg@{int(n)}")
+        else:
+            no_data(right, "accuracy not measured (along_sft.n = 0)" if len(along) else NO_DATA)
+        if handles:
+            ordered = [handles[r] for r in order if r in handles]
+            fig.legend(handles=ordered, labels=[h.get_label() for h in ordered], fontsize=8,
+                       loc="outside right upper")  # fmt: skip
+        else:
+            no_data(left)
+    return fig
+
+
+def render_loss_along_sft(
+    along_csv: str | Path, recipes_csv: str | Path, out: str | Path, settings_dict: Mapping[str, Any] | None = None
+) -> Path:
+    """Draw the loss-along-SFT figure from its table and the recipes table (the `quagmire plot-loss-along-sft`
+    step), with its manifest beside it."""
+    from quagmire.eval.along_sft import read_along
+
+    settings = PlotSettings.from_config(settings_dict)
+    figure = loss_along_sft(read_along(along_csv), tables.read_recipes(recipes_csv), settings)
+    path = save_figure(figure, out, settings)
+    write_sidecar(path, step_manifest("plot", [("loss_along_sft", along_csv), ("recipes", recipes_csv)],
+                                      settings={"figure": "loss_along_sft", "plots": dict(settings_dict or {})}))
+    return path
+
+
 # Fixed file metadata, so a rerun writes the same bytes in every format: no creation dates (PDF, SVG), and SVG's
 # element ids drawn from a fixed salt instead of a random one. PNG carries no date.
 _METADATA = {"pdf": {"CreationDate": None}, "svg": {"Date": None}}

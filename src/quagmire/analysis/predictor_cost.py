@@ -6,8 +6,8 @@ The fits, splits and levels are those of `quagmire.analysis.predictors` (`fit_pr
 `values_at_level`), so every row is scored exactly like `tables/predictors.csv`.
 
 Rows: post-SFT avg@n; pass@large k re-estimated from n' of the drawn samples (several seeded draws) and from all
-of them; generalization loss; the minimum held-out loss along SFT (needs a per-checkpoint loss table, not yet
-measured by the DAG); early-RL extrapolation (a saturating curve fitted to the first shares of the GRPO reward
+of them; generalization loss; the minimum held-out loss along SFT (`--loss-along-sft`: the per-snapshot table of
+the loss_along_sft rule); early-RL extrapolation (a saturating curve fitted to the first shares of the GRPO reward
 history, extrapolated to the last step); the paper's average of loss and pass@large k; and, for reference, the
 post-RL score itself. A row that cannot be had says why instead of a number.
 """
@@ -465,7 +465,8 @@ def cost_to_file(
         stats_files.append((f"rl:{run}", path))
     loss = pd.read_csv(loss_along_sft) if loss_along_sft else None
     table = predictor_cost(read_tidy(tidy), read_recipes(recipes), per_run, stats, settings, loss_along_sft=loss)
-    inputs = [("tidy", tidy), ("recipes", recipes), *((f"grades:{k}", p) for k, p in grades), *stats_files]
+    inputs = [("tidy", tidy), ("recipes", recipes), *((f"grades:{k}", p) for k, p in grades), *stats_files,
+              *([("loss_along_sft", loss_along_sft)] if loss_along_sft else [])]
     manifest = step_manifest("predictor_cost", inputs, settings=settings)
     with atomic_path(out) as tmp:
         table.to_csv(tmp, index=False)

@@ -13,10 +13,10 @@ judged and stays a candidate. Candidates the study did not train (`candidates:`,
 judged the same way against the runs measured on the same held-out set: a candidate on the study's own split joins
 the dataset-level runs (choosing that split says it was trained on the study's data), a candidate with a set of its
 own is compared only with the candidates sharing that set (by its name); the ranking table says which set each
-loss is on (`heldout_set`). "Rising" needs the loss along SFT; today generalization loss is measured at the
-final checkpoint only, so it is "not measured" unless a per-step loss series is given (`loss_steps`: run, step,
-genloss): then a loss is rising when its last value exceeds its lowest, and a high loss that is not rising is kept
-(an under-trained checkpoint is not an over-fitted one).
+loss is on (`heldout_set`). "Rising" needs the loss along SFT: the DAG's rank rule gives the per-snapshot series of
+the loss_along_sft rule (`loss_steps`: run, step, genloss; recipes only, a candidate brings no snapshots); without
+one it is "not measured". With it, a loss is rising when its last value exceeds its lowest, and a high loss that is
+not rising is kept (an under-trained checkpoint is not an over-fitted one).
 
 The calibration. post-RL = slope · pass@k_large + intercept, least squares over every run with an RL result
 (pass@k is comparable across all runs): a recipe's GRPO run in the DAG, or a post-RL score measured elsewhere and
@@ -658,7 +658,9 @@ def rank_to_file(
         Path(tmp).write_text(json.dumps(_plain(record), indent=2, ensure_ascii=False, allow_nan=False) + "\n")
     figure_settings = dataclasses.replace(PlotSettings.from_config(plot_settings), format="png")
     save_figure(ranking_figure(ranking, calibration, loo, figure_settings), out_figure, figure_settings)
-    inputs = [("tidy", tidy), ("recipes", recipes)] + ([("calibration", calibration_csv)] if scores is not None else [])
+    inputs = [("tidy", tidy), ("recipes", recipes)]
+    inputs += [("calibration", calibration_csv)] if scores is not None else []
+    inputs += [("loss_steps", loss_steps)] if loss_steps is not None else []
     manifest = step_manifest("rank", inputs,
                              settings={"analysis": dict(settings), "plots": dict(plot_settings)})  # fmt: skip
     for path in (out_csv, out_md, out_json, out_figure):

@@ -107,6 +107,7 @@ def run_sft(
     threads: int = 1,
     save_steps: int | None = None,
     save_total_limit: int | None = None,
+    snapshots: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """`quagmire sft`: re-execute under `accelerate launch` when `gpus` > 1 (`relaunch`, which never returns
     then), else fine-tune here (`train_sft`). `argv` is the command line to re-execute."""
@@ -116,6 +117,7 @@ def run_sft(
     return train_sft(
         Path(base), Path(data), Path(out), settings, threads=threads,
         operational=_operational(save_steps=save_steps, save_total_limit=save_total_limit),
+        snapshots=Path(snapshots) if snapshots is not None else None,
     )
 
 

@@ -23,6 +23,8 @@ Layout of the scratch folder::
       fingerprint.json                  kind, settings, data sha256s, parent model identity, package versions
       trainer/checkpoint-N/             written by the HF Trainer, non-atomically ...
       trainer/checkpoint-N/quagmire_complete.json   ... so this marker, written last, says it is whole
+      snapshots/step-N/                 weight-only snapshots along SFT (`quagmire.train.snapshots`), published
+                                        as their own folder just before `final/` is renamed onto `out`
       final/                            the finished model, renamed onto `out`
 """
 
@@ -48,6 +50,7 @@ from quagmire.errors import QuagmireError
 from quagmire.hf import load_tokenizer
 from quagmire.io import claim_partial, partial_dir, read_json, write_json
 from quagmire.provenance import folder_identity, lineage, package_versions, sha256_file
+from quagmire.train import snapshots as snapshot_store
 
 log = logging.getLogger(__name__)
 
@@ -264,6 +267,7 @@ def resume_point(trainer: Any, out: Path, fingerprint: Mapping[str, Any]) -> Pat
         claim_partial(scratch, fingerprint, "the partial run")
         trainer_dir.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(scratch / STAGING, ignore_errors=True)
+        snapshot_store.drop_unfinished(scratch / snapshot_store.SNAPSHOTS)
         for checkpoint in list_checkpoints(trainer_dir):
             if not checkpoint_is_complete(checkpoint):
                 log.warning("%s is incomplete (killed while saving?); removing it", checkpoint)
@@ -323,12 +327,18 @@ def save_checkpoint(
 
 
 def publish_checkpoint(
-    out: Path, trainer: Any, tokenizer: Any, stats: Mapping[str, Any], lineage_record: Mapping[str, Any]
+    out: Path,
+    trainer: Any,
+    tokenizer: Any,
+    stats: Mapping[str, Any],
+    lineage_record: Mapping[str, Any],
+    snapshots: tuple[Path, int] | None = None,
 ) -> None:
     """Stage the finished model in `<out>.partial/final`, rename it onto `out`, then drop the scratch folder.
 
     The rename is the only step that makes `out` appear, so a job killed at any earlier point leaves no `out`;
-    one killed after it leaves a finished `out` and a scratch folder that the next attempt replaces.
+    one killed after it leaves a finished `out` and a scratch folder that the next attempt replaces. `snapshots`
+    (their published folder, how many were asked for) are published just before that rename.
     """
     out = Path(out)
     scratch = partial_dir(out)
@@ -340,6 +350,9 @@ def publish_checkpoint(
     save_checkpoint(staging, trainer, tokenizer, stats, lineage_record)
     _barrier()
     if trainer.is_world_process_zero():
+        if snapshots is not None:
+            folder, count = snapshots
+            snapshot_store.publish_snapshots(scratch / snapshot_store.SNAPSHOTS, folder, trainer.state.max_steps, count)
         if out.exists():
             shutil.rmtree(out)
         os.replace(staging, out)
@@ -358,7 +371,8 @@ class TrainingJob:
     `settings` are what the run computes with: they are part of its fingerprint and lineage. `operational` knobs
     (save_steps, save_total_limit, vllm_gpu_memory_utilization) override them for the trainer only, so a run
     resumes across a new checkpoint cadence. `callbacks` are extra `transformers.TrainerCallback`s (monitoring,
-    tests) that must not change what is computed.
+    tests) that must not change what is computed. With `snapshots`, `settings["snapshots"]` weight-only snapshots
+    along the run are published there (`quagmire.train.snapshots`).
     """
 
     parent: Path
@@ -368,6 +382,7 @@ class TrainingJob:
     operational: Mapping[str, Any] | None = None
     threads: int = 1
     callbacks: Sequence[Any] = ()
+    snapshots: Path | None = None  # where to publish weight-only snapshots (settings["snapshots"] of them); None: none
 
     @property
     def trainer_settings(self) -> dict[str, Any]:
@@ -436,11 +451,17 @@ def run_training(stage: TrainingStage, job: TrainingJob) -> dict[str, Any]:
     dataset = stage.dataset(frame, tokenizer, job.settings)
     fingerprint = run_fingerprint(stage.kind, job.settings, [job.data], job.parent)
     with stage.trainer(job, model, tokenizer, dataset, [*training_callbacks(), *job.callbacks]) as trainer:
+        snapshots = None
+        if job.snapshots is not None:
+            count = int(job.settings["snapshots"])
+            scratch = partial_dir(job.out) / snapshot_store.SNAPSHOTS
+            trainer.add_callback(snapshot_store.SnapshotCallback(trainer, scratch, count))
+            snapshots = (Path(job.snapshots), count)
         resume, seconds = train_resumably(trainer, job.out, fingerprint)
         run = TrainedRun(trainer, tokenizer, frame, resume, seconds)
         stats = stage.stats(run)
         record = lineage(stage.kind, parent=job.parent, data=[job.data], settings=job.settings)
-        publish_checkpoint(job.out, trainer, tokenizer, stats, record)
+        publish_checkpoint(job.out, trainer, tokenizer, stats, record, snapshots)
     stage.log.info(
         "%s done: %d steps in %.1f s%s, %s",
         stage.title,

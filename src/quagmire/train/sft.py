@@ -161,11 +161,13 @@ def train_sft(
     threads: int = 1,
     callbacks: Sequence[Any] = (),
     operational: Mapping[str, Any] | None = None,
+    snapshots: Path | None = None,
 ) -> dict[str, Any]:
-    """Fine-tune the model in `base` on the subset in `data`; write the checkpoint folder `out`.
+    """Fine-tune the model in `base` on the subset in `data`; write the checkpoint folder `out`, and with
+    `snapshots` the run's `settings["snapshots"]` weight-only snapshots there (`quagmire.train.snapshots`).
 
     Resumes from `<out>.partial/` when an earlier attempt at the same run was killed. `callbacks` (extra trainer
     callbacks that change nothing computed) and `operational` knobs (trainer-only overrides of `settings`, outside
     the run's fingerprint and lineage) are those of `quagmire.train.runner.TrainingJob`.
     """
-    return run_training(SFT, TrainingJob(base, data, out, settings, operational, threads, callbacks))
+    return run_training(SFT, TrainingJob(base, data, out, settings, operational, threads, callbacks, snapshots))
