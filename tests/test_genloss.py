@@ -138,3 +138,15 @@ def test_tokens_take_the_class_of_most_of_their_characters() -> None:
     short = {"math": "m", "word": "w", "other": "o"}
     assert "".join(short[c] for c in token_classes(pieces)) == "wwwmmmmmmmooo"
     assert "".join(short[c] for c in token_classes([" x", "^2", " times", " 3"])) == "mmwm"
+
+
+def test_the_loss_runs_on_the_jobs_gpu_in_bfloat16_and_on_the_cpu_in_float32(monkeypatch) -> None:
+    """A genloss job at paper scale requests a GPU: the model must go there (on the CPU it would idle it for hours)."""
+    import torch
+
+    from quagmire.eval.genloss import loss_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert loss_device() == ("cpu", torch.float32)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert loss_device() == ("cuda", torch.bfloat16)

@@ -157,6 +157,16 @@ def decomposition(per_class: dict[str, list[float]]) -> dict[str, dict[str, Any]
 # --- the loss -------------------------------------------------------------------------------------------------
 
 
+def loss_device() -> tuple[str, Any]:
+    """Where the held-out loss is computed, and the weights' dtype: the GPU in bfloat16 when the job has one (a
+    genloss job at paper scale requests a GPU: an 8B model's forward passes over 8k-token examples on the CPU, in
+    float32, would hold that GPU idle for hours), else the CPU in float32 (the embedded study's exact numbers).
+    Either way the log-softmax is taken in float32."""
+    import torch
+
+    return ("cuda", torch.bfloat16) if torch.cuda.is_available() else ("cpu", torch.float32)
+
+
 def held_out_loss(
     model_dir: Path, heldout: Path, max_length: int = 256, batch_size: int = 64, threads: int = 1
 ) -> dict[str, Any]:
@@ -166,11 +176,13 @@ def held_out_loss(
     from transformers import AutoModelForCausalLM
 
     torch.set_num_threads(threads)
+    device, dtype = loss_device()
     frame = pd.read_parquet(heldout)
     if frame.empty:
         raise QuagmireError(f"held-out split {heldout} has no rows")
     tokenizer = load_tokenizer(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).to(device).eval()
+    log.info("held-out loss of %s on %s (%s)", model_dir, device, str(dtype).removeprefix("torch."))
     examples = [
         encode_example(tokenizer, str(p), str(r), max_length)
         for p, r in zip(frame["prompt"], frame["response"], strict=True)
@@ -187,10 +199,11 @@ def held_out_loss(
             for row, (ids, _) in enumerate(batch):
                 input_ids[row, : len(ids)] = torch.tensor(ids)
                 mask[row, : len(ids)] = 1
+            input_ids, mask = input_ids.to(device), mask.to(device)
             logits = model(input_ids=input_ids, attention_mask=mask).logits[:, :-1].float()
             nll = torch.nn.functional.cross_entropy(
                 logits.reshape(-1, logits.shape[-1]), input_ids[:, 1:].reshape(-1), reduction="none"
-            ).view(len(batch), width - 1)
+            ).view(len(batch), width - 1).cpu()
             for row, (ids, resp_start) in enumerate(batch):
                 first = max(resp_start, 1)  # the first token of a sequence is never predicted
                 if first >= len(ids):
