@@ -512,6 +512,10 @@ def paper_study_pairs(wildcards, input):
     return " ".join(f"{name}={path}" for name, path in zip(STUDIES, input.predictors, strict=True))
 
 
+def paper_quality_pairs(wildcards, input):
+    return " ".join(f"{name}={path}" for name, path in zip(STUDIES, input.quality, strict=True))
+
+
 def paper_labels(wildcards):
     """NAME=LABEL for each study with a `label`, quoted for the shell (labels have spaces)."""
     return " ".join(

@@ -46,3 +46,25 @@ rule paper_figure:
     shell:
         "quagmire paper-figure --study {params.studies} --label {params.labels} --settings {params.settings:q} "
         "--out {output} > {log} 2>&1"
+
+
+rule paper_ranking:
+    """The ranking's leave-one-out quality of every study side by side, and pooled (fits stay per study)."""
+    input:
+        quality=paper_study_files("ranking_quality.json"),
+    output:
+        md=in_report("results/{paper}/tables/paper_ranking.md", "paper_ranking", subcategory="{paper}"),
+        json="results/{paper}/tables/paper_ranking.json",
+    params:
+        studies=paper_quality_pairs,
+        labels=paper_labels,
+    log:
+        "logs/{paper}/paper/ranking.log",
+    localrule: True  # cheap: runs on the submitting host, not as a cluster job
+    conda:
+        "../envs/analysis.yaml"
+    resources:
+        **paper_resources(),
+    shell:
+        "quagmire paper-ranking --study {params.studies} --label {params.labels} --out-md {output.md} "
+        "--out-json {output.json} > {log} 2>&1"

@@ -14,7 +14,7 @@ import torch
 from transformers import TrainerCallback
 
 from quagmire.errors import QuagmireError
-from quagmire.eval import along_sft
+from quagmire.eval import along_sft, along_table
 from quagmire.eval.genloss import held_out_loss
 from quagmire.io import partial_dir
 from quagmire.train.snapshots import SNAPSHOTS, list_snapshots, snapshot_record, snapshot_step, snapshot_steps
@@ -139,7 +139,7 @@ def test_the_along_job_measures_every_snapshot(uninterrupted: Path, tiny_world: 
     out = tmp_path / "along" / "run.csv"
     frame = along_sft.along_to_file("run", snapshots_of(uninterrupted), heldout, [("bench", benchmark)], ALONG, out)
     written = pd.read_csv(out)
-    assert list(written.columns) == list(along_sft.COLUMNS)
+    assert list(written.columns) == list(along_table.COLUMNS)
     assert written["step"].tolist() == [3, 6, 8] and written["epoch"].tolist() == [0.75, 1.5, 2.0]
     assert set(written["run"]) == {"run"} and set(written["n"]) == {2}
     assert written["accuracy"].between(0, 1).all()
@@ -158,8 +158,8 @@ def test_the_along_job_measures_every_snapshot(uninterrupted: Path, tiny_world: 
     assert loss_only["genloss"].tolist() == pytest.approx(written["genloss"].tolist(), rel=1e-12)
 
     table = tmp_path / "tables" / "loss_along_sft.csv"
-    gathered = along_sft.gather_to_file([out, out], table)
-    assert len(gathered) == 6 and pd.read_csv(table).columns.tolist() == list(along_sft.COLUMNS)
+    gathered = along_table.gather_to_file([out, out], table)
+    assert len(gathered) == 6 and pd.read_csv(table).columns.tolist() == list(along_table.COLUMNS)
 
 
 def test_the_along_job_names_what_is_missing(tmp_path: Path) -> None:
@@ -168,7 +168,7 @@ def test_the_along_job_names_what_is_missing(tmp_path: Path) -> None:
     bad = tmp_path / "bad.csv"
     pd.DataFrame({"run": ["a"], "step": [1]}).to_csv(bad, index=False)
     with pytest.raises(QuagmireError, match="lacks column"):
-        along_sft.gather_to_file([bad], tmp_path / "out.csv")
+        along_table.gather_to_file([bad], tmp_path / "out.csv")
 
 
 def test_a_problem_cap_draws_the_same_problems_in_benchmark_order() -> None:
@@ -186,7 +186,7 @@ def test_the_figure_draws_loss_and_accuracy_against_steps(n: int, tmp_path: Path
     rows = [(run, step, step / 4, 1.0 - 0.1 * step + (0.3 if run == "b" and step == 4 else 0.0),
              0.1 * step if n else math.nan, n) for run in ("a", "b") for step in (1, 2, 3, 4)]  # fmt: skip
     along_csv, recipes_csv = tmp_path / "along.csv", tmp_path / "recipes.csv"
-    pd.DataFrame(rows, columns=list(along_sft.COLUMNS)).to_csv(along_csv, index=False)
+    pd.DataFrame(rows, columns=list(along_table.COLUMNS)).to_csv(along_csv, index=False)
     pd.DataFrame([(r, "random", 64, 1, 1e-3, True, False) for r in ("a", "b")],
                  columns=list(tidy_tables.RECIPE_COLUMNS)).to_csv(recipes_csv, index=False)  # fmt: skip
     out = plots.render_loss_along_sft(along_csv, recipes_csv, tmp_path / "fig.png", {"dpi": 40, "width": 3.0})

@@ -226,13 +226,15 @@ def test_a_two_study_paper_reuses_a_finished_study_and_adds_the_cross_study_tabl
     paper = REPO / "config" / "smoke_paper.yaml"
     planned = planned_jobs(workdir, paper)
     alone = planned_jobs(workdir / "fresh", REPO / "config" / "smoke.yaml")  # a whole study, planned from nothing
-    assert planned == alone + Counter({"paper_tables": 1, "paper_figure": 1})  # only smoke_b's jobs, once
+    assert planned == alone + Counter({"paper_tables": 1, "paper_figure": 1, "paper_ranking": 1})  # smoke_b's, once
     snakemake(workdir, paper)
     tables = pd.read_csv(workdir / "results" / "smoke_paper" / "tables" / "paper_predictors.csv")
     assert list(dict.fromkeys(tables["study"])) == ["smoke", "smoke_b"]
     markdown = (workdir / "results" / "smoke_paper" / "tables" / "paper_tables.md").read_text()
     assert "smoke (seed 0)" in markdown and "smoke (seed 1)" in markdown
     assert (workdir / "results" / "smoke_paper" / "figures" / "model_comparison.png").stat().st_size > 1000
+    ranked = (workdir / "results" / "smoke_paper" / "tables" / "paper_ranking.md").read_text()
+    assert "| smoke (seed 0) |" in ranked and "| smoke (seed 1) |" in ranked
     assert (workdir / "results" / "smoke_b" / "tables" / "tidy.csv").exists()
     assert planned_jobs(workdir, paper) == Counter()  # and the paper is complete
 
@@ -385,9 +387,9 @@ def test_paper_configs_plan_the_expected_jobs(name: str, tmp_path: Path) -> None
 
 
 def test_the_whole_paper_plans_as_one_dag(tmp_path: Path) -> None:
-    """config/paper.yaml: the three studies' jobs, one `all`, and the two paper-level jobs."""
+    """config/paper.yaml: the three studies' jobs, one `all`, and the three paper-level jobs."""
     jobs = planned_jobs(tmp_path, REPO / "config" / "paper.yaml")
     expected = Counter({rule: 3 * count for rule, count in PAPER_JOBS.items()})
-    expected.update({"all": -2, "paper_tables": 1, "paper_figure": 1})
+    expected.update({"all": -2, "paper_tables": 1, "paper_figure": 1, "paper_ranking": 1})
     assert jobs == expected
-    assert sum(jobs.values()) == 3063
+    assert sum(jobs.values()) == 3064

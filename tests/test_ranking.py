@@ -190,6 +190,41 @@ def test_pooled_quality_adds_runs_and_hits_without_a_cross_study_fit():
                       "top3_hits": 2, "mean_spearman": pytest.approx(0.6)}  # fmt: skip
 
 
+def test_the_paper_ranking_lays_the_studies_side_by_side_and_pools_them(tmp_path: Path, capsys):
+    """`quagmire paper-ranking` reads each study's ranking_quality.json: a row per study, the pooled line."""
+    from quagmire.cli import main
+
+    qualities = {
+        "qwen": {"n_runs_with_rl": 4, "coverage": 1.0, "top1_hit": True, "top3_hit": True, "spearman": 0.8,
+                 "predicted_best": "r1", "actual_best": "r1", "interval_level": 0.95},
+        "llama": {"n_runs_with_rl": 6, "coverage": 0.5, "top1_hit": False, "top3_hit": True, "spearman": 0.4,
+                  "predicted_best": "r2", "actual_best": "r3", "interval_level": 0.95},
+        "tiny": {"n_runs_with_rl": 2, "coverage": None, "top1_hit": None, "top3_hit": None, "spearman": None},
+    }  # fmt: skip
+    pairs = []
+    for name, quality in qualities.items():
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps({"quality": quality, "calibration": {}}))
+        pairs.append(f"{name}={path}")
+    md, out_json = tmp_path / "paper_ranking.md", tmp_path / "paper_ranking.json"
+    main(["paper-ranking", "--study", *pairs, "--label", "qwen=Qwen 2.5 7B", "--out-md", str(md),
+          "--out-json", str(out_json)])  # fmt: skip
+    text = md.read_text()
+    assert "| Qwen 2.5 7B | 4 | 0.80 | yes | yes | 100% | r1 | r1 |" in text
+    assert "| llama | 6 | 0.40 | no | yes | 50% | r2 | r3 |" in text
+    assert "| tiny | 2 | – | – | – | – | – | – |" in text
+    assert "Pooled over 2 of 3 studies" in text and "mean ρ 0.60" in text and "coverage 70%" in text
+    record = json.loads(out_json.read_text())
+    assert record["pooled"]["top3_hits"] == 2 and list(record["studies"]) == ["qwen", "llama", "tiny"]
+    assert text in capsys.readouterr().out
+
+    (tmp_path / "bad.json").write_text(json.dumps({"calibration": {}}))
+    with pytest.raises(QuagmireError, match=r"study bad: .*not a ranking quality file"):
+        ranking.paper_ranking_to_file([("bad", tmp_path / "bad.json")], md, out_json)
+    with pytest.raises(QuagmireError, match="unknown stud"):
+        ranking.paper_ranking_to_file([("qwen", tmp_path / "qwen.json")], md, out_json, labels={"x": "y"})
+
+
 # --- the command ----------------------------------------------------------------------------------------------
 
 

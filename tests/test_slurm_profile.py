@@ -22,7 +22,8 @@ REPO = Path(__file__).resolve().parents[1]
 PROFILE = REPO / "slurm" / "config.yaml"
 LOCAL_RULES = {
     "score", "gather_samples", "world_benchmark", "recipes_table", "tidy_table", "predictors", "findings", "rank",
-    "plot", "paper_tables", "paper_figure", "predictor_cost", "loss_along_sft_table", "plot_loss_along_sft",
+    "plot", "paper_tables", "paper_figure", "paper_ranking", "predictor_cost", "loss_along_sft_table",
+    "plot_loss_along_sft",
 }
 
 slurm_plugin = pytest.importorskip("snakemake_executor_plugin_slurm", reason="pip install -r requirements.txt")

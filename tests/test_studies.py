@@ -39,6 +39,7 @@ def test_the_paper_config_runs_the_three_model_studies_in_order():
     assert run.paper_outputs() == [
         "results/paper/tables/paper_predictors.csv",
         "results/paper/tables/paper_tables.md",
+        "results/paper/tables/paper_ranking.md",
         "results/paper/figures/model_comparison.png",
     ]
     for study in run.studies.values():  # each study is exactly its own file, validated

@@ -360,7 +360,7 @@ COMMANDS: tuple[Command, ...] = (
     ),
     Command(
         "loss-along-sft-table", "Gather every SFT run's loss-along-SFT CSV into the study's table.",
-        "quagmire.eval.along_sft:gather_to_file",
+        "quagmire.eval.along_table:gather_to_file",
         (arg("--along", nargs="+", required=True, to="runs", help="per-run CSVs, in recipe order"), _out()),
     ),
     Command(
@@ -473,6 +473,18 @@ COMMANDS: tuple[Command, ...] = (
                 help="legend label of a study"),
             _settings_arg("the plots section (dpi, width, height, style, format)", to="settings_dict"),
             _out(),
+        ),
+    ),
+    Command(
+        "paper-ranking", "Every study's ranking quality (leave-one-out) side by side, and pooled.",
+        "quagmire.analysis.ranking:paper_ranking_to_file",
+        (
+            arg("--study", nargs="+", required=True, metavar="NAME=RANKING_QUALITY_JSON", to="studies",
+                parse="pairs", help="in row order"),
+            arg("--label", nargs="*", default=[], metavar="NAME=TEXT", to="labels", parse="mapping",
+                help="row label of a study (default NAME)"),
+            arg("--out-md", required=True),
+            arg("--out-json", required=True),
         ),
     ),
 )

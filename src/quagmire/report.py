@@ -58,6 +58,7 @@ OUTPUTS: dict[str, ReportOutput] = {
     "paper_predictors": ReportOutput("paper/paper_predictors.rst", PAPER_FINDINGS, "predictors across models"),
     "paper_tables": ReportOutput("paper/paper_tables.rst", PAPER_FINDINGS, "the paper's Tables 1-4"),
     "model_comparison": ReportOutput("paper/model_comparison.rst", PAPER_FINDINGS, "predictors, model by model"),
+    "paper_ranking": ReportOutput("paper/paper_ranking.rst", PAPER_FINDINGS, "the ranking's quality, study by study"),
 }
 
 # Every figure of quagmire.analysis.plots.FIGURES: (category, what it shows). Its caption is the section of

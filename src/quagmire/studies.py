@@ -156,6 +156,7 @@ class Run:
         return [
             f"{RESULTS}/{self.paper}/tables/paper_predictors.csv",
             f"{RESULTS}/{self.paper}/tables/paper_tables.md",
+            f"{RESULTS}/{self.paper}/tables/paper_ranking.md",
             f"{RESULTS}/{self.paper}/figures/model_comparison.{fmt}",
         ]
 

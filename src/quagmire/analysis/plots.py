@@ -446,7 +446,7 @@ def render_loss_along_sft(
 ) -> Path:
     """Draw the loss-along-SFT figure from its table and the recipes table (the `quagmire plot-loss-along-sft`
     step), with its manifest beside it."""
-    from quagmire.eval.along_sft import read_along
+    from quagmire.eval.along_table import read_along
 
     settings = PlotSettings.from_config(settings_dict)
     figure = loss_along_sft(read_along(along_csv), tables.read_recipes(recipes_csv), settings)

@@ -667,3 +667,86 @@ def rank_to_file(
         write_sidecar(path, manifest)
     print(markdown, end="")
     return quality
+
+
+# ----------------------------------------------------------------------------------------------------
+# a paper of several studies
+# ----------------------------------------------------------------------------------------------------
+
+
+def read_quality(path: str | os.PathLike[str], study: str) -> dict[str, Any]:
+    """The leave-one-out quality block of one study's `ranking_quality.json` (as `rank_to_file` writes it)."""
+    try:
+        record = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise QuagmireError(f"study {study}: cannot read its ranking quality {path}: {exc}") from exc
+    quality = record.get("quality") if isinstance(record, dict) else None
+    missing = [k for k in ("n_runs_with_rl", "spearman", "top1_hit", "top3_hit", "coverage")
+               if not isinstance(quality, dict) or k not in quality]  # fmt: skip
+    if missing:
+        raise QuagmireError(f"study {study}: {path} is not a ranking quality file (no quality.{', '.join(missing)})")
+    return quality
+
+
+def paper_ranking_markdown(per_study: Mapping[str, Mapping[str, Any]], labels: Mapping[str, str]) -> str:
+    """The ranking quality of each study, a row each, then the pooled line (`pooled_quality`)."""
+    pooled = pooled_quality(per_study)
+    lines = [
+        "# Ranking SFT candidates before RL, across the paper's studies",
+        "",
+        "Each study's leave-one-out quality (its own calibration fit; tables/ranking.md of that study), then pooled "
+        "without a cross-study fit: coverage over every run, hits as counts of studies, the mean Spearman ρ.",
+        "",
+        "| study | runs with RL | Spearman ρ | top-1 hit | top-3 hit | interval coverage | predicted best "
+        "| actual best |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, q in per_study.items():
+        coverage = "–" if q.get("coverage") is None else f"{q['coverage']:.0%}"
+        cells = [labels.get(name, name), str(q["n_runs_with_rl"]), _num(q.get("spearman"), 2),
+                 _flag(q.get("top1_hit")), _flag(q.get("top3_hit")), coverage,
+                 str(q.get("predicted_best") or "–"), str(q.get("actual_best") or "–")]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    judged = pooled["studies"]
+    if judged:
+        lines += [
+            "",
+            f"Pooled over {judged} of {len(per_study)} studies with a leave-one-out ({pooled['n_runs_with_rl']} runs "
+            f"with RL): mean ρ {_num(pooled['mean_spearman'], 2)}, top-1 hit in {pooled['top1_hits']} of {judged}, "
+            f"top-3 hit in {pooled['top3_hits']} of {judged}, interval coverage {pooled['coverage']:.0%}.",
+        ]
+    else:
+        lines += ["", "No study has a leave-one-out (each needs at least 3 runs with RL results): nothing to pool."]
+    return "\n".join(lines) + "\n"
+
+
+def paper_ranking_to_file(
+    studies: Sequence[tuple[str, str | os.PathLike[str]]],
+    out_md: str | os.PathLike[str],
+    out_json: str | os.PathLike[str],
+    labels: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """The `quagmire paper-ranking` step: every study's ranking quality (`ranking_quality.json`) side by side and
+    pooled (`pooled_quality`), as Markdown and JSON; prints the Markdown. Fits stay per study: the models of a
+    paper score on different scales, so one calibration line across them would mean nothing."""
+    from quagmire.io import atomic_path
+    from quagmire.provenance import step_manifest, write_sidecar
+
+    labels = dict(labels or {})
+    unknown = sorted(set(labels) - {name for name, _ in studies})
+    if unknown:
+        raise QuagmireError(f"--label for unknown stud(ies) {', '.join(unknown)}")
+    per_study = {name: read_quality(path, name) for name, path in studies}
+    if len(per_study) != len(studies):
+        raise QuagmireError("a study is given twice")
+    markdown = paper_ranking_markdown(per_study, labels)
+    record = {"studies": per_study, "pooled": pooled_quality(per_study)}
+    with atomic_path(out_md) as tmp:
+        Path(tmp).write_text(markdown)
+    with atomic_path(out_json) as tmp:
+        Path(tmp).write_text(json.dumps(_plain(record), indent=2, ensure_ascii=False, allow_nan=False) + "\n")
+    manifest = step_manifest("paper_ranking", [(name, path) for name, path in studies], settings={"labels": labels})
+    for path in (out_md, out_json):
+        write_sidecar(path, manifest)
+    print(markdown, end="")
+    return record

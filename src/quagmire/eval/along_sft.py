@@ -11,8 +11,8 @@ over the study's benchmarks). The HF backend whatever `eval.backend` says: this 
 a snapshot is loaded once for both measurements.
 
 Output: one CSV per run, a row per snapshot (run, step, epoch, genloss, accuracy, n), with a manifest beside it;
-`gather_to_file` joins the runs of a study into `tables/loss_along_sft.csv`, the table `quagmire rank --loss-steps`
-and `quagmire predictor-cost --loss-along-sft` read.
+`quagmire.eval.along_table.gather_to_file` joins the runs of a study into `tables/loss_along_sft.csv`, the table
+`quagmire rank --loss-steps` and `quagmire predictor-cost --loss-along-sft` read.
 """
 
 from __future__ import annotations
@@ -29,12 +29,12 @@ from typing import Any
 import pandas as pd
 
 from quagmire.errors import QuagmireError
+from quagmire.eval.along_table import COLUMNS
 from quagmire.io import atomic_path
 from quagmire.provenance import step_manifest, write_sidecar
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ("run", "step", "epoch", "genloss", "accuracy", "n")
 
 
 def snapshot_accuracy(
@@ -126,27 +126,4 @@ def along_to_file(
         frame.to_csv(tmp, index=False)
     inputs = [("snapshots", snapshots), ("heldout", heldout), *((f"benchmark:{b}", p) for b, p in benchmarks)]
     write_sidecar(out, step_manifest("loss_along_sft", inputs, settings={"run": run, **dict(settings)}))
-    return frame
-
-
-def read_along(path: str | os.PathLike[str]) -> pd.DataFrame:
-    """One loss-along-SFT CSV, checked for its columns."""
-    try:
-        frame = pd.read_csv(path, dtype={"run": str})
-    except FileNotFoundError as exc:
-        raise QuagmireError(f"loss-along-SFT table not found: {path}") from exc
-    missing = [c for c in COLUMNS if c not in frame.columns]
-    if missing:
-        raise QuagmireError(f"loss-along-SFT table {path} lacks column(s) {', '.join(missing)}")
-    return frame
-
-
-def gather_to_file(runs: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str]) -> pd.DataFrame:
-    """The study's `tables/loss_along_sft.csv`: every run's CSV, in the order given, with a manifest."""
-    if not runs:
-        raise QuagmireError("loss along SFT: no run's table to gather")
-    frame = pd.concat([read_along(path) for path in runs], ignore_index=True)
-    with atomic_path(out) as tmp:
-        frame.to_csv(tmp, index=False)
-    write_sidecar(out, step_manifest("loss_along_sft_table", [(f"along:{i}", p) for i, p in enumerate(runs)]))
     return frame
