@@ -334,7 +334,7 @@ def test_two_candidates_are_brought_in_evaluated_and_ranked_beside_the_smoke_rec
     run = tmp_path / "run"
     shutil.copytree(workdir, run, symlinks=True)  # the finished smoke study, mtimes and Snakemake's records kept
     results = run / "results" / "smoke"
-    recipes = sorted(p.name for p in (results / "sft").iterdir())
+    recipes = sorted(p.name for p in (results / "sft").iterdir() if (p / "config.json").is_file())  # not snapshots
     local = tmp_path / "ckpt_local"
     shutil.copytree(results / "sft" / recipes[0], local)
     monkeypatch.setenv("HF_HUB_CACHE", str(hub_cache(tmp_path / "hub", "org/cand", results / "sft" / recipes[1])))
