@@ -96,3 +96,13 @@ def smoke_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     shutil.copy(REPO / "config" / "smoke.yaml", configfile)
     snakemake(workdir, configfile)
     return workdir, configfile
+
+
+@pytest.fixture(scope="session")
+def sft_data(tiny_world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """32 rows of the tiny world's SFT pool: the subset the training and snapshot tests fine-tune on."""
+    import pandas as pd
+
+    path = tmp_path_factory.mktemp("subset") / "random-32.parquet"
+    pd.read_parquet(tiny_world / "sft.parquet").head(32).to_parquet(path)
+    return path

@@ -48,13 +48,6 @@ def test_snapshot_steps_reject_nonpositive_counts() -> None:
 
 
 @pytest.fixture(scope="module")
-def sft_data(tiny_world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("subset") / "random-32.parquet"
-    pd.read_parquet(tiny_world / "sft.parquet").head(32).to_parquet(path)
-    return path
-
-
-@pytest.fixture(scope="module")
 def uninterrupted(tiny_base: Path, sft_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The run with snapshots, uninterrupted: its model folder (the snapshots beside it, `<out>.snapshots`)."""
     from quagmire.train.sft import train_sft

@@ -87,13 +87,6 @@ if __name__ == "__main__":  # grading workers re-import the main module
 
 
 @pytest.fixture(scope="module")
-def sft_data(tiny_world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("subset") / "random-32.parquet"
-    pd.read_parquet(tiny_world / "sft.parquet").head(32).to_parquet(path)
-    return path
-
-
-@pytest.fixture(scope="module")
 def sft_checkpoint(tiny_base: Path, sft_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from quagmire.train.sft import train_sft
 
