@@ -331,6 +331,62 @@ def measure_sampling(n: int, prompts_per_call: int, calls: int, baseline_complet
     )
 
 
+# --------------------------------------------------------------------------- 3b. evaluation jobs
+
+
+def measure_eval_jobs(benchmarks: int, problems: int, n: int, max_new: int) -> Measurement:
+    """One sampling job per model over every benchmark (`quagmire sample-model`, eval.sample_jobs: per_model) vs
+    one job per benchmark (`quagmire sample`), each a real CLI process as the DAG runs it: what is saved is the
+    process start and model load per benchmark, which dominate for a small model."""
+    import subprocess
+
+    import pandas as pd
+
+    from quagmire.eval.sampling import gather_samples
+    from quagmire.world.model import TinyModelSpec, build_model
+    from quagmire.world.tokenizer import build_tokenizer
+
+    rng = np.random.default_rng(SEED)
+    settings = json.dumps({"n": n, "temperature": 1.0, "top_p": 1.0, "max_new_tokens": max_new, "seed": 1,
+                           "prompts_per_call": 16, "backend": "hf"})
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    with tempfile.TemporaryDirectory(prefix="quagmire-perf-") as tmp:
+        root = Path(tmp)
+        tok = build_tokenizer()
+        build_model(TinyModelSpec(), tok, seed=0).save_pretrained(root / "model")
+        tok.save_pretrained(root / "model")
+        paths = {}
+        for b in range(benchmarks):
+            pairs = rng.integers(10, 99, size=(problems, 2))
+            paths[f"b{b}"] = root / f"b{b}.parquet"
+            pd.DataFrame({"problem_id": [f"b{b}-{i}" for i in range(problems)],
+                          "prompt": [f"{x}+{y}=" for x, y in pairs],
+                          "answer": [str(x + y) for x, y in pairs]}).to_parquet(paths[f"b{b}"])
+
+        def cli(*args: str) -> None:
+            subprocess.run([sys.executable, "-m", "quagmire.cli", *args, "--model", str(root / "model"),
+                            "--settings", settings, "--threads", "1"], check=True, env=env, capture_output=True)
+
+        base_s, _ = _timed(lambda: [cli("sample", "--benchmark", str(p), "--out", str(root / f"{b}.one.parquet"))
+                                    for b, p in paths.items()])
+        pairs_arg = [f"{b}={p}" for b, p in paths.items()]
+        opt_s, _ = _timed(lambda: cli("sample-model", "--benchmarks", *pairs_arg, "--out", str(root / "all.parquet")))
+        same = True
+        for b, p in paths.items():
+            gather_samples([root / "all.parquet"], p, root / f"{b}.split.parquet")
+            same &= pd.read_parquet(root / f"{b}.split.parquet").equals(pd.read_parquet(root / f"{b}.one.parquet"))
+    return Measurement(
+        name="eval-jobs",
+        work=f"{benchmarks} benchmarks x {problems} problems x n={n}, max_new_tokens={max_new}, one model",
+        baseline_s=base_s,
+        optimized_s=opt_s,
+        target=1.5,
+        checks={"same_samples": bool(same)},
+        notes=[f"baseline: {benchmarks} `quagmire sample` processes, one per benchmark ({base_s:.1f} s);"
+               f" optimized: one `quagmire sample-model` process ({opt_s:.1f} s); samples identical: {same}"],
+    )
+
+
 # --------------------------------------------------------------------------- 4. planning
 
 REPO = Path(__file__).resolve().parents[1]
@@ -391,12 +447,14 @@ SIZES: dict[str, dict[str, dict[str, int]]] = {
         "grading": {"n_problems": 500, "n_samples": 256, "baseline_n": 2000, "limit_target": 1.5, "rounds": 5},
         "pass@k": {"n_problems": 3906, "n_samples": 256, "baseline_problems": 3906},
         "sampling": {"n": 16, "prompts_per_call": 16, "calls": 4, "baseline_completions": 128, "max_new": 32},
+        "eval-jobs": {"benchmarks": 3, "problems": 48, "n": 16, "max_new": 32},
         "planning": {},  # the paper configs (see paper_configs), or --plan-config
     },
     "quick": {
         "grading": {"n_problems": 40, "n_samples": 64, "baseline_n": 300},
         "pass@k": {"n_problems": 500, "n_samples": 64, "baseline_problems": 500},
         "sampling": {"n": 8, "prompts_per_call": 8, "calls": 1, "baseline_completions": 16, "max_new": 16},
+        "eval-jobs": {"benchmarks": 2, "problems": 4, "n": 2, "max_new": 8},
         "planning": {"configs": ["config/smoke.yaml"]},
     },
 }
@@ -417,7 +475,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes (< 30 s); checks the suite, not speed")
     parser.add_argument("--out", type=Path, help="write the measurements as JSON here (e.g. perf/results.json)")
     parser.add_argument(
-        "--only", choices=["grading", "pass@k", "sampling", "planning"], action="append", help="run a subset"
+        "--only", choices=["grading", "pass@k", "sampling", "eval-jobs", "planning"], action="append",
+        help="run a subset"
     )
     parser.add_argument(
         "--plan-config", action="append", metavar="CONFIG",
@@ -430,6 +489,7 @@ def main(argv: list[str] | None = None) -> int:
         "grading": measure_grading,
         "pass@k": measure_pass_at_k,
         "sampling": measure_sampling,
+        "eval-jobs": measure_eval_jobs,
         "planning": measure_planning,
     }
     started = time.perf_counter()

@@ -324,13 +324,14 @@ def benchmark_settings(wildcards):
 
 
 def shard_files(wildcards):
-    """The sample shards a gather job joins: 0..k-1 of the study's eval.shards (one file when k = 1)."""
-    k = STUDIES[wildcards.study].shards
-    return [
-        f"results/{wildcards.study}/eval/{wildcards.stage}/{wildcards.run}/shards/"
-        f"{wildcards.benchmark}.{i}-of-{k}.samples.parquet"
-        for i in range(k)
-    ]
+    """The sample shards a gather job joins: 0..k-1 of the study's eval.shards (one file when k = 1), written by
+    `sample_shard` (per benchmark) or `sample_model_shard` (per model: eval.sample_jobs)."""
+    study = STUDIES[wildcards.study]
+    k = study.shards
+    folder = f"results/{wildcards.study}/eval/{wildcards.stage}/{wildcards.run}"
+    if study.sample_per_model:
+        return [f"{folder}/model_shards/{i}-of-{k}.samples.parquet" for i in range(k)]
+    return [f"{folder}/shards/{wildcards.benchmark}.{i}-of-{k}.samples.parquet" for i in range(k)]
 
 
 def grade_files(wildcards):

@@ -1,7 +1,9 @@
-# Evaluation: n samples per problem, graded, scored. Sampling is always eval.shards `sample_shard` jobs joined by a
-# `gather_samples` job, for every study: with eval.shards 1 that is one shard and a gather, so one pair of rules
-# serves every study and the samples file is always written by the same code (the shards are whole backend calls,
-# each seeded by its global index, so the samples are the same for any shard count).
+# Evaluation: n samples per problem, graded, scored. Sampling is always eval.shards sampling jobs joined by a
+# `gather_samples` job, for every study: with eval.shards 1 that is one shard and a gather, so the same rules
+# serve every study. A sampling job covers one benchmark (`sample_shard`) or, with eval.sample_jobs: per_model,
+# every benchmark of the model (`sample_model_shard`: the model is loaded once). The samples file is always
+# written by the same code, and is the same for any shard count or job cut (calls are whole and each is seeded
+# by its global index within its benchmark).
 
 
 rule sample_shard:
@@ -26,6 +28,33 @@ rule sample_shard:
     shell:
         "quagmire sample --model {input.model} --benchmark {input.benchmark} --settings {params.settings:q} "
         "--shard {wildcards.shard} --shards {wildcards.shards} --out {output} --threads {threads} > {log} 2>&1"
+
+
+rule sample_model_shard:
+    """One shard of a model's samples on every benchmark of the study, the model loaded once (eval.sample_jobs:
+    per_model); `gather_samples` splits it by benchmark."""
+    input:
+        model=model_dir,
+        benchmarks=benchmark_files,
+    output:
+        f"{R}/eval/{{stage}}/{{run}}/model_shards/{{shard}}-of-{{shards}}.samples.parquet",
+    wildcard_constraints:
+        shard=r"\d+",
+        shards=r"\d+",
+    params:
+        settings=sampling_settings,
+        benchmarks=benchmark_pairs("benchmarks"),
+    threads: setting("threads")
+    log:
+        f"{LOGS}/eval/{{stage}}/{{run}}/model.{{shard}}-of-{{shards}}.sample.log",
+    conda:
+        SAMPLE_ENV
+    resources:
+        **job_resources("sample"),
+    shell:
+        "quagmire sample-model --model {input.model} --benchmarks {params.benchmarks} "
+        "--settings {params.settings:q} --shard {wildcards.shard} --shards {wildcards.shards} --out {output} "
+        "--threads {threads} > {log} 2>&1"
 
 
 rule gather_samples:

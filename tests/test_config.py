@@ -285,7 +285,7 @@ def test_subset_name_is_shared_by_recipes_drawing_the_same_subset():
     config = load_config(SHIPPED[0])
     recipes = config["sft"]["recipes"]
     assert subset_name(recipes["random_n2048_ep1"]) == "random-2048"
-    assert subset_name(recipes["random_n2048_ep1"]) == subset_name(recipes["random_n2048_ep4"])
+    assert subset_name(recipes["random_n2048_ep1"]) == subset_name(recipes["random_n2048_ep2"])
     assert subset_name(recipes["shortest_n2048_ep2"]) == "shortest-2048"
     assert subset_name(recipes["shortest_n2048_ep2"]) != subset_name(recipes["longest_n2048_ep2"])
 

@@ -209,6 +209,20 @@ def test_eval_n_reruns_sampling_and_what_follows_but_no_training(smoke_study: tu
     )
 
 
+def test_per_model_sampling_jobs_resample_once_per_model_and_train_nothing(
+    smoke_study: tuple[Path, Path], tmp_path: Path
+):
+    """eval.sample_jobs: per_model is a job cut: one sampling job per model replaces one per (model, benchmark);
+    the gathered samples files are rewritten from them (same samples), and nothing is trained."""
+    workdir, configfile = smoke_study
+    changed = variant(configfile, tmp_path, "per_model", {"key": ["eval", "sample_jobs"], "value": "per_model"})
+    planned = planned_jobs(workdir, changed)
+    models, benchmarks = 1 + 4 + 5, 2
+    assert planned["sample_model_shard"] == models and "sample_shard" not in planned
+    assert planned["gather_samples"] == models * benchmarks
+    assert not {"sft", "grpo", "pretrain", "genloss", "loss_along_sft"} & set(planned)
+
+
 def test_a_recipes_snapshot_count_reruns_its_sft_chain_only(smoke_study: tuple[Path, Path], tmp_path: Path):
     """sft snapshots is a setting of the SFT job (its second output changes): that recipe's chain reruns."""
     workdir, configfile = smoke_study

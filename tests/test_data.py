@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import copy
+import re
 from itertools import combinations
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from quagmire.config import load_config
+from quagmire.config import load_config, section_defaults
 from quagmire.data.subsets import response_lengths, select_subset
 from quagmire.errors import QuagmireError
 from quagmire.io import read_json, read_parquet_metadata
@@ -22,11 +23,12 @@ from quagmire.world.data import (
     write_world,
     write_world_benchmark,
 )
+from quagmire.world.problems import Problem
 from quagmire.world.tokenizer import build_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 PROBLEM_COLUMNS = {"problem_id", "prompt", "answer", "source", "source_row", "family", "level"}
-SFT_COLUMNS = PROBLEM_COLUMNS | {"style", "response"}
+SFT_COLUMNS = PROBLEM_COLUMNS | {"difficulty", "style", "response"}
 
 
 @pytest.fixture(scope="module")
@@ -115,19 +117,25 @@ def test_benchmarks_follow_their_mix(frames, smoke):
         assert kinds == set(spec["mix"]), name
 
 
-def test_both_styles_appear_in_the_sft_pool(frames):
-    styles = frames["sft"]["style"].value_counts()
-    assert set(styles.index) == {"short", "long"}
-    assert styles.min() > 0.2 * len(frames["sft"])
+def test_every_style_appears_in_the_sft_pool_and_tracks_difficulty(frames):
+    pool = frames["sft"]
+    assert set(pool["style"]) == {"terse", "short", "long"}
+    assert (pool["difficulty"] == [p.difficulty() for p in map(_problem, pool.itertuples())]).all()
+    share_long = pool.assign(long=pool["style"] == "long").groupby("difficulty")["long"].mean()
+    assert share_long.is_monotonic_increasing  # harder problems are spelled out more often
 
 
-def test_style_share_long_zero_gives_only_short_solutions_of_the_same_problems(frames, smoke):
+def _problem(row) -> Problem:
+    a, b = (int(x) for x in re.split(r"[+*-]", row.prompt.rstrip("=")))
+    return Problem(row.family, row.level, a, b)
+
+
+def test_styles_change_how_problems_are_written_never_which_are_drawn(frames, smoke):
     world = copy.deepcopy(smoke["world"])
-    world["style_share_long"] = 0.0
+    world["styles"] = {"terse": [0, 0, 0, 0], "short": [1, 1, 1, 1], "long": [0, 0, 0, 0]}
     short_only = build_world(world, smoke["seed"])
     assert set(short_only["sft"]["style"]) == {"short"}
     assert not short_only["heldout"]["response"].str.contains("carry|answer").any()
-    # the style share changes how problems are written, never which problems are drawn
     for name in frames:
         assert list(short_only[name]["prompt"]) == list(frames[name]["prompt"]), name
 
@@ -156,7 +164,7 @@ def test_benchmarks_do_not_depend_on_pool_sizes(frames, smoke):
 
 def test_a_world_too_large_for_its_problem_space_is_a_quagmire_error():
     world = {
-        "style_share_long": 0.5,
+        "styles": section_defaults("world")["styles"],
         "benchmarks": {"b": {"size": 4, "mix": {"mul:2": 1}}},
         "pools": {
             "sft": {"size": 800, "mix": {"mul:2": 1}},  # only 90 x 8 = 720 such problems
@@ -226,10 +234,10 @@ def lengths(pool, tokenizer):
 def test_response_lengths_count_tokens_of_the_response(pool, lengths, tokenizer):
     assert len(lengths) == len(pool)
     assert (lengths.index == pool.index).all()
-    # the char-level tokenizer: one token per character, no BOS counted
-    assert (lengths == pool["response"].str.len()).all()
+    # the world's tokenizer: no BOS counted
+    assert (lengths == [len(tokenizer(r, add_special_tokens=False)["input_ids"]) for r in pool["response"]]).all()
     frame = pd.DataFrame({"response": ["ab", "", "9+3=12 \\boxed{12}"]}, index=[5, 6, 7])
-    assert list(response_lengths(frame, tokenizer)) == [2, 0, 17]
+    assert list(response_lengths(frame, tokenizer)) == [2, 0, 11]  # "\\boxed{" is one token
     assert list(response_lengths(frame, tokenizer).index) == [5, 6, 7]
 
 
@@ -259,7 +267,7 @@ def test_subset_rows_keep_their_pool_content(pool, lengths):
     by_id = pool.set_index("problem_id")
     for row in subset.itertuples():
         assert by_id.loc[row.problem_id, "response"] == row.response
-        assert len(row.response) == row.response_tokens
+        assert lengths[by_id.index.get_loc(row.problem_id)] == row.response_tokens
 
 
 def test_random_subset_is_deterministic_by_seed_and_differs_across_seeds(pool, lengths):

@@ -24,6 +24,7 @@ from quagmire.eval.sampling import (
     gather_samples,
     render_prompts,
     sample_benchmark,
+    sample_model_to_file,
     sample_to_file,
     shard_calls,
 )
@@ -184,6 +185,61 @@ def test_sharded_and_gathered_samples_equal_one_unsharded_run(
     assert pq.read_table(gathered).replace_schema_metadata().equals(pq.read_table(whole).replace_schema_metadata())
     assert [s["index"] for s in meta["shards"]] == list(range(k))
     assert meta["sampling"] == dataclasses.asdict(SETTINGS)
+
+
+@pytest.mark.parametrize("k", [1, 2])
+def test_per_model_jobs_give_the_samples_of_per_benchmark_jobs(
+    tiny_base: Path, tiny_world: Path, tmp_path: Path, k: int
+) -> None:
+    """eval.sample_jobs: per_model is scheduling only: one job over every benchmark (the model loaded once),
+    split back by `gather_samples`, gives each benchmark exactly the rows and sampling record of its own job."""
+    benchmarks = {name: tiny_world / "benchmarks" / f"{name}.parquet" for name in ("addsub2", "mul2")}
+    shards = [tmp_path / f"model.{i}.parquet" for i in range(k)]
+    for i, path in enumerate(shards):
+        meta = sample_model_to_file(tiny_base, benchmarks, path, SETTINGS, shard=i, shards=k, progress=False)
+        assert sorted(meta["per_benchmark"]) == sorted(benchmarks)
+        assert not partial_dir(path).exists()
+    for name, bench in benchmarks.items():
+        whole = tmp_path / f"{name}.whole.parquet"
+        sample_to_file(tiny_base, bench, whole, SETTINGS, progress=False)
+        gathered = tmp_path / f"{name}.gathered.parquet"
+        meta = gather_samples(shards, bench, gathered)
+        pd.testing.assert_frame_equal(pd.read_parquet(gathered), pd.read_parquet(whole))
+        whole_meta = read_parquet_metadata(whole)
+        for key in ("model", "benchmark", "sampling", "prompt", "backend"):
+            assert meta[key] == whole_meta[key], key
+    with pytest.raises(QuagmireError, match="holds no samples of"):
+        gather_samples(shards, tiny_world / "benchmarks" / "elsewhere.parquet", tmp_path / "x.parquet")
+
+
+def test_a_killed_per_model_job_resumes_each_benchmark_from_its_calls(
+    tiny_base: Path, tiny_world: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import quagmire.eval.sampling as sample
+
+    benchmarks = {name: tiny_world / "benchmarks" / f"{name}.parquet" for name in ("addsub2", "mul2")}
+    reference = tmp_path / "ref.parquet"
+    sample_model_to_file(tiny_base, benchmarks, reference, SETTINGS, progress=False)
+    out = tmp_path / "resumed.parquet"
+    drawn: list[int] = []
+    real_draw = sample.draw_call
+
+    def dies_after_four(backend, problems, prompts, settings, call):  # noqa: ANN001
+        if len(drawn) == 4:  # all 3 calls of addsub2 and the first of mul2
+            raise KeyboardInterrupt("simulated kill")
+        drawn.append(call)
+        return real_draw(backend, problems, prompts, settings, call)
+
+    monkeypatch.setattr(sample, "draw_call", dies_after_four)
+    with pytest.raises(KeyboardInterrupt):
+        sample_model_to_file(tiny_base, benchmarks, out, SETTINGS, progress=False)
+    assert not out.exists()
+    drawn.clear()
+    monkeypatch.setattr(sample, "draw_call", lambda *args: (drawn.append(args[-1]), real_draw(*args))[1])
+    meta = sample_model_to_file(tiny_base, benchmarks, out, SETTINGS, progress=False)
+    assert drawn == [1, 2]
+    assert [meta["per_benchmark"][b]["shard"]["resumed_calls"] for b in ("addsub2", "mul2")] == [3, 1]
+    pd.testing.assert_frame_equal(pd.read_parquet(out), pd.read_parquet(reference))
 
 
 def test_gather_refuses_a_missing_or_foreign_shard(tiny_base: Path, tiny_world: Path, tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import statistics
 
 import pytest
 
+from quagmire.config import section_defaults
 from quagmire.hf import load_tokenizer
 from quagmire.verify_pool import grade_one
 from quagmire.world.model import TinyModelSpec, build_model, count_parameters
@@ -23,7 +24,9 @@ from quagmire.world.problems import (
     FAMILIES,
     PRETRAIN_LEVEL,
     STYLES,
+    WORDS,
     Problem,
+    choose_style,
     sample_problem,
     solution,
     unique_problems,
@@ -98,6 +101,11 @@ def test_every_solution_ends_in_the_boxed_answer(problems, style):
         assert text.count("\\boxed") == 1
 
 
+def test_styles_grow_longer_terse_short_long(problems):
+    for p in problems:
+        assert len(solution(p, "terse")) < len(solution(p, "short")) < len(solution(p, "long")), p
+
+
 def test_long_style_is_longer_than_short_style_on_average(problems):
     ratios = [len(solution(p, "long")) / len(solution(p, "short")) for p in problems]
     assert statistics.mean(ratios) > 1.2
@@ -111,7 +119,7 @@ def test_long_style_is_longer_in_tokens_too(problems, tokenizer):
     assert long / short > 1.2
 
 
-@pytest.mark.parametrize("style", STYLES)
+@pytest.mark.parametrize("style", ["short", "long"])
 def test_every_column_step_is_true_arithmetic(problems, style):
     for p in problems:
         text = solution(p, style)
@@ -159,8 +167,61 @@ def test_known_worked_example():
     p = Problem("add", 2, 59, 63)
     assert p.question == "59+63="
     assert p.columns() == [("9+3", 12), ("5+6+1", 12)]
+    assert solution(p, "terse") == "\\boxed{122}"
     assert solution(p, "short") == "9+3=12:2,5+6+1=12:122 \\boxed{122}"
     assert solution(p, "long") == "9+3=12 carry 1 so 2, 5+6+1=12 so 122, answer \\boxed{122}"
+
+
+def test_long_wording_varies_with_the_rng_but_not_its_arithmetic():
+    p = Problem("add", 3, 697, 323)
+    texts = {solution(p, "long", random.Random(seed)) for seed in range(40)}
+    assert len(texts) > 5  # several wordings of the same steps
+    for text in texts:
+        assert STEP.findall(text) == STEP.findall(solution(p, "long"))
+        assert text.endswith("\\boxed{1020}")
+    assert solution(p, "long", random.Random(3)) == solution(p, "long", random.Random(3))
+
+
+@pytest.mark.parametrize(
+    ("problem", "difficulty"),
+    [
+        (Problem("add", 2, 12, 34), 0),  # no carry
+        (Problem("add", 2, 59, 63), 1),  # one carry into the tens (the carry out of the tens adds a digit)
+        (Problem("sub", 2, 75, 72), 0),
+        (Problem("sub", 2, 63, 59), 1),  # one borrow
+        (Problem("mul", 2, 61, 6), 0),
+        (Problem("mul", 2, 47, 6), 1),
+        (Problem("add", 3, 123, 456), 1),  # a third digit
+        (Problem("add", 3, 697, 323), 3),  # two carries and a third digit
+        (Problem("add", 4, 9999, 9999), 3),  # capped
+    ],
+)
+def test_difficulty_counts_carries_and_extra_digits(problem, difficulty):
+    assert problem.difficulty() == difficulty
+
+
+def test_harder_problems_get_longer_solutions_in_the_default_world():
+    """Length tracks difficulty: the mean solution length rises with difficulty, and the terse style (the
+    answer alone) belongs to the easy problems."""
+    weights = section_defaults("world")["styles"]
+    rng = random.Random(0)
+    by_level: dict[int, list[int]] = {}
+    styles: dict[int, set[str]] = {}
+    for family, level in [("add", 2), ("sub", 2), ("mul", 2), ("add", 3)] * 300:
+        p = sample_problem(rng, family, level)
+        style = choose_style(p, weights, rng)
+        by_level.setdefault(p.difficulty(), []).append(len(solution(p, style, rng)))
+        styles.setdefault(p.difficulty(), set()).add(style)
+    means = [statistics.mean(by_level[d]) for d in sorted(by_level)]
+    assert sorted(by_level) == [0, 1, 2, 3]
+    assert means == sorted(means) and means[-1] > 2 * means[0]
+    assert "terse" in styles[0] and "terse" not in styles[3]
+
+
+def test_a_difficulty_without_any_style_weight_is_an_error():
+    weights = {"terse": [1, 1, 1, 0], "short": [0, 0, 0, 0], "long": [0, 0, 0, 0]}
+    with pytest.raises(ValueError, match="difficulty 3"):
+        choose_style(Problem("add", 4, 9999, 9999), weights, random.Random(0))
 
 
 def test_gold_solution_of_every_family_grades_correct():
@@ -222,11 +283,22 @@ def test_every_character_is_one_token_and_round_trips(tokenizer):
 
 
 def test_worked_solutions_round_trip(tokenizer, problems):
-    for p in problems[::25]:
-        text = p.question + solution(p, "long")
+    for i, p in enumerate(problems[::25]):
+        text = p.question + solution(p, "long", random.Random(i))
         ids = tokenizer(text)["input_ids"]
-        assert len(ids) == len(text) + 1
+        assert tokenizer.unk_token_id not in ids
         assert tokenizer.decode(ids, skip_special_tokens=True) == text
+
+
+def test_the_worlds_words_are_one_token_each_like_bpe(tokenizer):
+    for word in WORDS:
+        assert len(tokenizer(word, add_special_tokens=False)["input_ids"]) == 1, word
+    tokens = tokenizer.convert_ids_to_tokens(tokenizer("9+3=12 carrying 1 so 2. Answer: \\boxed{12}")["input_ids"])
+    assert tokens == ["<bos>", "9", "+", "3", "=", "1", "2", " carrying", " ", "1", " so", " ", "2", ".", " Answer",
+                      ":", " ", "\\boxed{", "1", "2", "}"]
+    # any other text still tokenizes, character by character
+    assert tokenizer.convert_ids_to_tokens(tokenizer("so carry", add_special_tokens=False)["input_ids"]) == [
+        "s", "o", " carry"]
 
 
 def test_bos_is_prepended(tokenizer):
@@ -240,7 +312,7 @@ def test_special_token_ids_are_distinct(tokenizer):
     ids = [tokenizer.pad_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.unk_token_id]
     assert None not in ids
     assert len(set(ids)) == 4
-    assert len(tokenizer) == len(SPECIAL_TOKENS) + len(CHARACTERS)
+    assert len(tokenizer) == len(SPECIAL_TOKENS) + len(CHARACTERS) + len(WORDS)
 
 
 def test_saved_tokenizer_loads_back_identically(tokenizer, tmp_path):

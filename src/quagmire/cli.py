@@ -302,6 +302,20 @@ COMMANDS: tuple[Command, ...] = (
         ),
     ),
     Command(
+        "sample-model", "Draw n completions per problem of every benchmark (or one shard of each), loading the "
+        "model once.",
+        "quagmire.eval.sampling:sample_model_shard_to_file",
+        (
+            arg("--model", required=True, type=Path),
+            arg("--benchmarks", nargs="+", required=True, metavar="NAME=PATH", parse="mapping"),
+            _settings_arg("the eval config section"),
+            _out(type=Path),
+            arg("--shard", type=int, default=0, help="which shard to draw (0-based)"),
+            arg("--shards", type=int, default=1, help="how many shards each benchmark is split into"),
+            THREADS,
+        ),
+    ),
+    Command(
         "gather", "Join the sample shards of one model on one benchmark, checking coverage.",
         "quagmire.eval.sampling:gather_samples",
         (

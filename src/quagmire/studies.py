@@ -107,6 +107,11 @@ class Study:
     def shards(self) -> int:
         return int(self.config["eval"]["shards"])
 
+    @property
+    def sample_per_model(self) -> bool:
+        """One sampling job per model (and shard) over every benchmark, not one per benchmark."""
+        return self.config["eval"]["sample_jobs"] == "per_model"
+
     @cached_property
     def sft_source(self) -> str | None:
         return self.config["data"]["sft"]["name"] if self.hub_data else None

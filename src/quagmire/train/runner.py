@@ -62,12 +62,17 @@ DEFAULT_SAVE_TOTAL_LIMIT = 2  # the newest checkpoint may be half-written when k
 
 
 def device_settings() -> dict[str, Any]:
-    """bf16 on a GPU, fp32 on CPU: the paper's precision where it can run, exact arithmetic where it cannot."""
+    """bf16 on a GPU, fp32 on CPU: the paper's precision where it can run, exact arithmetic where it cannot.
+
+    Activations are recomputed in the backward pass (TRL's default) only on a GPU, where memory is what limits a
+    7B model; on CPU the recomputation is pure cost (a third of a tiny model's GRPO step) and saves nothing the
+    host lacks. It changes no result: the recomputed forward is the same arithmetic.
+    """
     import torch
 
     if torch.cuda.is_available():
-        return {"bf16": True, "use_cpu": False}
-    return {"bf16": False, "use_cpu": True}
+        return {"bf16": True, "use_cpu": False, "gradient_checkpointing": True}
+    return {"bf16": False, "use_cpu": True, "gradient_checkpointing": False}
 
 
 def world_size() -> int:

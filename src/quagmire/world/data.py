@@ -2,7 +2,7 @@
 
 One row schema for every pool, whatever its source (the embedded world now, hub datasets later):
 `problem_id, prompt, response, answer, source, source_row` plus, for the embedded world, `family, level,
-style`. Benchmarks use `problem_id, prompt, answer, source, source_row, family, level`.
+difficulty, style`. Benchmarks use `problem_id, prompt, answer, source, source_row, family, level`.
 
 Why pools are drawn together: a problem must never appear in two pools (a held-out or benchmark problem seen
 in SFT or RL would inflate exactly the scores the study compares). One shared `taken` set enforces it, and the
@@ -23,7 +23,7 @@ import pandas as pd
 from quagmire.errors import QuagmireError
 from quagmire.io import read_parquet_metadata, write_json, write_parquet
 from quagmire.provenance import MANIFEST_KEY, step_manifest
-from quagmire.world.problems import STYLES, Problem, solution, unique_problems
+from quagmire.world.problems import Problem, choose_style, solution, unique_problems
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,7 @@ def build_world(world: Mapping[str, Any], seed: int) -> dict[str, pd.DataFrame]:
     Returns frames keyed 'sft', 'heldout', 'rl' and 'benchmark:<name>'.
     """
     rng = random.Random(seed)
+    style_rng = random.Random(f"{seed}:styles")  # how problems are written never changes which are drawn
     taken: set[str] = set()
     frames: dict[str, pd.DataFrame] = {}
     try:
@@ -73,9 +74,9 @@ def build_world(world: Mapping[str, Any], seed: int) -> dict[str, pd.DataFrame]:
             for i, problem in enumerate(unique_problems(rng, _mix(spec), spec["size"], taken)):
                 row = _problem_row(problem, pool, i)
                 if pool != "rl":
-                    style = STYLES[1] if rng.random() < world["style_share_long"] else STYLES[0]
-                    row["style"] = style
-                    row["response"] = solution(problem, style)
+                    row["difficulty"] = problem.difficulty()
+                    row["style"] = choose_style(problem, world["styles"], style_rng)
+                    row["response"] = solution(problem, row["style"], style_rng)
                 rows.append(row)
             frames[pool] = pd.DataFrame(rows)
     except ValueError as exc:  # the problem space is too small for the requested sizes

@@ -3,9 +3,16 @@
 Why a synthetic world: the study needs models that can be trained (SFT, then GRPO), sampled many times and graded
 on a laptop CPU with no downloads. Column arithmetic has what the paper's setting needs at tiny scale: a gold
 answer for every problem; a step-by-step procedure built from one-digit facts that a 1M-parameter model learns
-partially (so pass@k >> pass@1 and RL has signal); difficulty levels (the number of digits: each column is one
-more chance to slip); and two solution styles, short and long, so that length-based SFT subsets differ in more
-than length.
+partially (so pass@k >> pass@1 and RL has signal); and difficulty (more digits, more carries: each column is one
+more chance to slip).
+
+Solutions behave like real SFT data where the paper's mechanisms live. Their length tracks difficulty: writers
+answer an easy problem tersely (the answer alone) and spell out more of the procedure the harder it is
+(`STYLES`, chosen per problem by `world.styles`), so a length-selected subset differs in *what* it teaches, not
+only in how fast it is fitted. And their wording varies like real prose: the long style says the same step in
+several equivalent ways (`_SO`, `_CARRY`, `_ANSWER`), an entropy no model can predict from the problem, so
+training past the point where the procedure is learned memorizes the training set's wording and the held-out
+loss turns up.
 
 Families: `add` (59+63), `sub` (63-59, never negative), `mul` (47*6, by one digit).
 Every solution ends in `\\boxed{answer}`, so the same grader as for the paper's benchmarks applies.
@@ -14,11 +21,13 @@ Every solution ends in `\\boxed{answer}`, so the same grader as for the paper's 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterator
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 FAMILIES = ("add", "sub", "mul")
-STYLES = ("short", "long")
+STYLES = ("terse", "short", "long")  # ordered by how much of the procedure a solution spells out
+MAX_DIFFICULTY = 3  # difficulty() is capped here: `world.styles` gives one weight per level 0..MAX_DIFFICULTY
 PRETRAIN_LEVEL = 1  # one-digit problems belong to pre-training, never to a pool
 
 _OPERATOR = {"add": "+", "sub": "-", "mul": "*"}
@@ -52,9 +61,31 @@ class Problem:
     def answer(self) -> int:
         return _APPLY[self.family](self.a, self.b)
 
+    def difficulty(self) -> int:
+        """0 (easy) .. MAX_DIFFICULTY: the carries or borrows the procedure needs, plus one per digit beyond two.
+
+        What makes a column problem hard for a human or a tiny model is the steps that depend on an earlier one.
+        """
+        return min(MAX_DIFFICULTY, _carries(self.family, self.a, self.b) + max(0, self.level - 2))
+
     def columns(self) -> list[tuple[str, int]]:
         """The column steps, right to left: ('5+6+1', 12) is a column with an incoming carry of 1."""
         return _COLUMNS[self.family](self.a, self.b)
+
+
+def _carries(family: str, a: int, b: int) -> int:
+    """How many columns take a carry (add, mul) or a borrow (sub) from the column to their right."""
+    width = len(str(a)) if family != "add" else max(len(str(a)), len(str(b)))
+    count, carry = 0, 0
+    for x, y in zip(_digits(a, width), _digits(b, width) if family != "mul" else [b] * width, strict=True):
+        count += carry > 0
+        if family == "add":
+            carry = (x + y + carry) // 10
+        elif family == "sub":
+            carry = 1 if x - carry < y else 0
+        else:
+            carry = (x * y + carry) // 10
+    return count
 
 
 def _digits(x: int, width: int) -> list[int]:
@@ -94,14 +125,25 @@ def _mul_columns(a: int, b: int) -> list[tuple[str, int]]:
 _COLUMNS = {"add": _add_columns, "sub": _sub_columns, "mul": _mul_columns}
 
 
-def solution(problem: Problem, style: str) -> str:
+_SO = (" so ", " thus ", " gives ")  # equivalent wordings of one long-style step: what memorization latches onto
+_CARRY = (" carry {}", " carrying {}", " and carry {}")
+_ANSWER = (", answer ", ", result ", ". Answer: ")
+BOXED = "\\boxed{"
+# The words of the solutions, each with its leading space: one token each in the world's tokenizer, as in BPE
+WORDS = (BOXED, *sorted({w for phrase in (*_SO, *_CARRY, *_ANSWER) for w in re.findall(r" [A-Za-z]+", phrase)}))
+
+
+def solution(problem: Problem, style: str, rng: random.Random | None = None) -> str:
     """A worked solution, one column per step, each step ending in the answer digits written so far.
 
-    'short': '9+3=12:2,5+6+1=12:122 \\boxed{122}'. 'long' spells the carries and the answer out:
-    '9+3=12 carry 1 so 2, 5+6+1=12 so 122, answer \\boxed{122}' (about 1.5 times as many tokens).
+    'terse': the answer alone, '\\boxed{122}'. 'short': '9+3=12:2,5+6+1=12:122 \\boxed{122}'. 'long' spells the
+    carries and the answer out, in wording drawn from `rng` (the first wording without one):
+    '9+3=12 carry 1 so 2, 5+6+1=12 so 122, answer \\boxed{122}' (about 1.7 times the short style's tokens).
     Carrying the partial result along keeps every step local, which is what a tiny model can learn.
     """
     boxed = f"\\boxed{{{problem.answer}}}"
+    if style == "terse":
+        return boxed
     steps = problem.columns()
     partials, written = [], ""
     for i, (_, value) in enumerate(steps):
@@ -111,13 +153,23 @@ def solution(problem: Problem, style: str) -> str:
     if style == "short":
         return ",".join(f"{e}={v}:{p}" for (e, v), p in zip(steps, partials, strict=True)) + f" {boxed}"
     if style == "long":
+        pick = (lambda options: options[0]) if rng is None else rng.choice
         parts = []
         for i, ((expr, value), partial) in enumerate(zip(steps, partials, strict=True)):
             last = i == len(steps) - 1
-            carry = "" if last or problem.family == "sub" or value < 10 else f" carry {value // 10}"
-            parts.append(f"{expr}={value}{carry} so {partial}")
-        return ", ".join(parts) + f", answer {boxed}"
+            carry = "" if last or problem.family == "sub" or value < 10 else pick(_CARRY).format(value // 10)
+            parts.append(f"{expr}={value}{carry}{pick(_SO)}{partial}")
+        return ", ".join(parts) + f"{pick(_ANSWER)}{boxed}"
     raise ValueError(f"unknown solution style {style!r} (known: {', '.join(STYLES)})")
+
+
+def choose_style(problem: Problem, weights: Mapping[str, Sequence[float]], rng: random.Random) -> str:
+    """The style a writer uses for `problem`: drawn with `weights[style][difficulty]` (`world.styles`)."""
+    level = problem.difficulty()
+    row = [float(weights[style][level]) for style in STYLES]
+    if sum(row) <= 0:
+        raise ValueError(f"world.styles gives difficulty {level} no weight in any style")
+    return rng.choices(STYLES, weights=row)[0]
 
 
 def sample_problem(rng: random.Random, family: str, level: int) -> Problem:

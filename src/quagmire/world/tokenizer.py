@@ -1,13 +1,21 @@
-"""A character-level tokenizer for the embedded world, saved as a standard Hugging Face fast tokenizer.
+"""The embedded world's tokenizer, saved as a standard Hugging Face fast tokenizer: characters, plus the world's
+words as single tokens.
 
-Why character level: arithmetic is digit-by-digit, the vocabulary stays tiny (about 100 symbols), and the same
-`PreTrainedTokenizerFast` files load through the same code path as a hub tokenizer.
+Why: arithmetic is digit-by-digit, so digits and symbols are one token each and the vocabulary stays tiny (about
+110 symbols). The words of the long solution style (`problems.WORDS`: " carry", " thus", "\\boxed{", ...) are one
+token each, as a BPE vocabulary would have them: spelled letter by letter they would make a long solution nearly
+twice as many tokens, all of them trivially predictable, which costs generation and training time and dilutes the
+held-out loss with letters. The same `PreTrainedTokenizerFast` files load through the same code path as a hub
+tokenizer.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import string
+
+from quagmire.world.problems import WORDS
 
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 SPECIAL_TOKENS = (PAD, BOS, EOS, UNK)
@@ -16,13 +24,15 @@ CHARACTERS = tuple(c for c in string.printable if c not in "\t\n\r\x0b\x0c")
 
 
 def build_tokenizer():  # -> transformers.PreTrainedTokenizerFast
-    """Return a fresh char-level fast tokenizer: each character is one token, BOS is prepended."""
+    """Return a fresh fast tokenizer: each of the world's words is one token, every other character is one token,
+    BOS is prepended."""
     from tokenizers import Regex, Tokenizer, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
-    vocab = {tok: i for i, tok in enumerate((*SPECIAL_TOKENS, *CHARACTERS))}
+    vocab = {tok: i for i, tok in enumerate((*SPECIAL_TOKENS, *CHARACTERS, *WORDS))}
     core = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
-    core.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    words = "|".join(re.escape(word) for word in sorted(WORDS, key=len, reverse=True))  # longest first
+    core.pre_tokenizer = pre_tokenizers.Split(Regex(f"{words}|."), behavior="isolated")
     core.post_processor = processors.TemplateProcessing(
         single=f"{BOS} $A", pair=f"{BOS} $A $B", special_tokens=[(BOS, vocab[BOS])]
     )
