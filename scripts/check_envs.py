@@ -36,8 +36,10 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SRC = REPO / "src"
-# together: every rule and env (the third plans the candidate rules, which neither study config has)
-DAG_CONFIGS = ("config/smoke_paper.yaml", "config/paper_llama3_nemotron.yaml", "config/examples/candidates_hub.yaml")
+# together: every rule and env (the third plans the candidate rules, which neither study config has; the embedded
+# study's per-model sampling jobs, eval.sample_jobs: per_model, are the fourth's alone)
+DAG_CONFIGS = ("config/smoke_paper.yaml", "config/paper_llama3_nemotron.yaml", "config/examples/candidates_hub.yaml",
+               "config/config.yaml")
 
 
 def normalize(name: str) -> str:

@@ -266,7 +266,9 @@ def test_world_then_subset_then_recipes_through_the_cli(tmp_path):
     )
     subset, pool = pd.read_parquet(out), pd.read_parquet(data / "sft.parquet")
     assert len(subset) == 16
-    assert sorted(subset["response_tokens"]) == sorted(pool["response"].str.len())[:16]
+    tokenizer = load_tokenizer(tok)
+    lengths = sorted(len(tokenizer(r, add_special_tokens=False)["input_ids"]) for r in pool["response"])
+    assert sorted(subset["response_tokens"]) == lengths[:16]
 
     recipes = {name: {**config["sft"]["defaults"], **r} for name, r in config["sft"]["recipes"].items()}
     table = tmp_path / "recipes.csv"

@@ -205,7 +205,8 @@ def test_a_real_math500_problem_is_caught_against_the_real_benchmark() -> None:
 
 
 def test_responses_outside_the_token_bounds_are_dropped(tokenizer) -> None:
-    responses = ["ab", "\\boxed{1}", "x" * 40, "y" * 41]  # the embedded tokenizer: one token per character
+    # the embedded tokenizer: one token per character, "\\boxed{" one token (so "\\boxed{1}" is 3)
+    responses = ["ab", "\\boxed{1}", "x" * 40, "y" * 41]
     frame = frame_of([f"P{i}?" for i in range(4)], responses=responses)
     clean, audit, _ = run_filters(frame, {**OFF, "min_tokens": 3, "max_tokens": 40}, {}, tokenizer)
     assert clean["response"].tolist() == ["\\boxed{1}", "x" * 40]
