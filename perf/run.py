@@ -268,23 +268,29 @@ def measure_pass_at_k(n_problems: int, n_samples: int, baseline_problems: int) -
 # --------------------------------------------------------------------------- 3. HF sampling
 
 
+def _save_tiny_model(folder: Path) -> None:
+    """The embedded tiny Llama (`TinyModelSpec()`, random init, seed 0) and its tokenizer, saved to `folder`."""
+    from quagmire.world.model import TinyModelSpec, build_model
+    from quagmire.world.tokenizer import build_tokenizer
+
+    tok = build_tokenizer()
+    build_model(TinyModelSpec(), tok, seed=0).save_pretrained(folder)
+    tok.save_pretrained(folder)
+
+
 def measure_sampling(n: int, prompts_per_call: int, calls: int, baseline_completions: int, max_new: int) -> Measurement:
     """Batched n-sample generate vs one generate per completion, compared as seconds per completion."""
     import torch
     import transformers
 
     from quagmire.eval.sampling import HFBackend, SamplingSettings
-    from quagmire.world.model import TinyModelSpec, build_model
-    from quagmire.world.tokenizer import build_tokenizer
 
     transformers.utils.logging.disable_progress_bar()
     torch.set_num_threads(1)
     prompts = [f"{a}+{b}=" for a, b in np.random.default_rng(SEED).integers(10, 99, size=(prompts_per_call, 2))]
     settings = SamplingSettings(n=n, temperature=1.0, max_new_tokens=max_new, prompts_per_call=prompts_per_call)
     with tempfile.TemporaryDirectory(prefix="quagmire-perf-") as tmp:
-        tok = build_tokenizer()
-        build_model(TinyModelSpec(), tok, seed=0).save_pretrained(tmp)
-        tok.save_pretrained(tmp)
+        _save_tiny_model(Path(tmp))
         backend = HFBackend(Path(tmp), threads=1)
     model, tok = backend.model, backend.tokenizer
 
@@ -343,8 +349,6 @@ def measure_eval_jobs(benchmarks: int, problems: int, n: int, max_new: int) -> M
     import pandas as pd
 
     from quagmire.eval.sampling import gather_samples
-    from quagmire.world.model import TinyModelSpec, build_model
-    from quagmire.world.tokenizer import build_tokenizer
 
     rng = np.random.default_rng(SEED)
     settings = json.dumps({"n": n, "temperature": 1.0, "top_p": 1.0, "max_new_tokens": max_new, "seed": 1,
@@ -352,9 +356,7 @@ def measure_eval_jobs(benchmarks: int, problems: int, n: int, max_new: int) -> M
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     with tempfile.TemporaryDirectory(prefix="quagmire-perf-") as tmp:
         root = Path(tmp)
-        tok = build_tokenizer()
-        build_model(TinyModelSpec(), tok, seed=0).save_pretrained(root / "model")
-        tok.save_pretrained(root / "model")
+        _save_tiny_model(root / "model")
         paths = {}
         for b in range(benchmarks):
             pairs = rng.integers(10, 99, size=(problems, 2))

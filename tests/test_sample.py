@@ -212,30 +212,37 @@ def test_per_model_jobs_give_the_samples_of_per_benchmark_jobs(
         gather_samples(shards, tiny_world / "benchmarks" / "elsewhere.parquet", tmp_path / "x.parquet")
 
 
+def _count_draws(monkeypatch: pytest.MonkeyPatch, drawn: list[int], kill_after: int | None = None) -> None:
+    """Record the index of every backend call drawn in `drawn`; with `kill_after`, raise KeyboardInterrupt (a
+    simulated kill) instead of drawing once that many calls are recorded."""
+    import quagmire.eval.sampling as sample
+
+    real_draw = getattr(sample.draw_call, "__wrapped__", sample.draw_call)  # never count through an earlier patch
+
+    def draw(backend, problems, prompts, settings, call):  # noqa: ANN001
+        if kill_after is not None and len(drawn) == kill_after:
+            raise KeyboardInterrupt("simulated kill")
+        drawn.append(call)
+        return real_draw(backend, problems, prompts, settings, call)
+
+    draw.__wrapped__ = real_draw  # type: ignore[attr-defined]
+    monkeypatch.setattr(sample, "draw_call", draw)
+
+
 def test_a_killed_per_model_job_resumes_each_benchmark_from_its_calls(
     tiny_base: Path, tiny_world: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import quagmire.eval.sampling as sample
-
     benchmarks = {name: tiny_world / "benchmarks" / f"{name}.parquet" for name in ("addsub2", "mul2")}
     reference = tmp_path / "ref.parquet"
     sample_model_to_file(tiny_base, benchmarks, reference, SETTINGS, progress=False)
     out = tmp_path / "resumed.parquet"
     drawn: list[int] = []
-    real_draw = sample.draw_call
-
-    def dies_after_four(backend, problems, prompts, settings, call):  # noqa: ANN001
-        if len(drawn) == 4:  # all 3 calls of addsub2 and the first of mul2
-            raise KeyboardInterrupt("simulated kill")
-        drawn.append(call)
-        return real_draw(backend, problems, prompts, settings, call)
-
-    monkeypatch.setattr(sample, "draw_call", dies_after_four)
+    _count_draws(monkeypatch, drawn, kill_after=4)  # all 3 calls of addsub2 and the first of mul2
     with pytest.raises(KeyboardInterrupt):
         sample_model_to_file(tiny_base, benchmarks, out, SETTINGS, progress=False)
     assert not out.exists()
     drawn.clear()
-    monkeypatch.setattr(sample, "draw_call", lambda *args: (drawn.append(args[-1]), real_draw(*args))[1])
+    _count_draws(monkeypatch, drawn)
     meta = sample_model_to_file(tiny_base, benchmarks, out, SETTINGS, progress=False)
     assert drawn == [1, 2]
     assert [meta["per_benchmark"][b]["shard"]["resumed_calls"] for b in ("addsub2", "mul2")] == [3, 1]
@@ -273,33 +280,19 @@ def test_resume_reads_finished_calls_and_draws_only_the_rest(
     tiny_base: Path, tiny_world: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """In process: the calls a killed attempt finished are not drawn again, and the result is the same."""
-    import quagmire.eval.sampling as sample
-
     bench = tiny_world / "benchmarks" / "addsub2.parquet"
     reference = tmp_path / "ref.parquet"
     sample_to_file(tiny_base, bench, reference, SETTINGS, progress=False)
 
     out = tmp_path / "resumed.parquet"
     drawn: list[int] = []
-    real_draw = sample.draw_call
-
-    def dies_after_two(backend, problems, prompts, settings, call):  # noqa: ANN001
-        if len(drawn) == 2:
-            raise KeyboardInterrupt("simulated kill")
-        drawn.append(call)
-        return real_draw(backend, problems, prompts, settings, call)
-
-    monkeypatch.setattr(sample, "draw_call", dies_after_two)
+    _count_draws(monkeypatch, drawn, kill_after=2)
     with pytest.raises(KeyboardInterrupt):
         sample_to_file(tiny_base, bench, out, SETTINGS, progress=False)
     assert not out.exists() and len(list(partial_dir(out).glob("call-*.parquet"))) == 2
 
-    def counted(backend, problems, prompts, settings, call):  # noqa: ANN001
-        drawn.append(call)
-        return real_draw(backend, problems, prompts, settings, call)
-
     drawn.clear()
-    monkeypatch.setattr(sample, "draw_call", counted)
+    _count_draws(monkeypatch, drawn)
     meta = sample_to_file(tiny_base, bench, out, SETTINGS, progress=False)
     assert drawn == [2]  # 8 problems, 3 per call: calls 0 and 1 were done
     assert meta["shard"]["resumed_calls"] == 2

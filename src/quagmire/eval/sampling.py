@@ -317,9 +317,6 @@ class CallStore:
         frames = [pd.read_parquet(self.path(call)) for call in calls]
         return pd.concat(frames, ignore_index=True) if frames else _empty_samples()
 
-    def remove(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)
-
 
 def _draw_shard(
     get_backend: Callable[[], Backend],
