@@ -348,7 +348,7 @@ def measure_eval_jobs(benchmarks: int, problems: int, n: int, max_new: int) -> M
 
     import pandas as pd
 
-    from quagmire.eval.sampling import gather_samples
+    from quagmire.eval.shards import gather_samples
 
     rng = np.random.default_rng(SEED)
     settings = json.dumps({"n": n, "temperature": 1.0, "top_p": 1.0, "max_new_tokens": max_new, "seed": 1,

@@ -95,6 +95,17 @@ WORLD_BENCHMARK_NAMES = one_of([b for s in STUDIES.values() for b in s.world_ben
 REAL_BENCHMARK_NAMES = one_of([b for s in STUDIES.values() for b in s.real_benchmarks])
 FIGURE_NAMES = one_of([f for s in STUDIES.values() for f in s.config["plots"]["figures"]])
 CANDIDATE_NAMES = one_of([c for s in STUDIES.values() for c in s.candidates])
+RECIPE_NAMES = one_of([r for s in STUDIES.values() for r in s.recipes])
+# genloss/<name>.json has one producer: loss_along_sft for a recipe, genloss for a candidate. Within a study the
+# config check keeps the names apart; across the studies of one DAG, so does this.
+_SHARED_NAMES = sorted(
+    {c for s in STUDIES.values() for c in s.candidates} & {r for s in STUDIES.values() for r in s.recipes}
+)
+if _SHARED_NAMES:
+    raise WorkflowError(
+        f"{_SHARED_NAMES[0]!r} is a candidate in one study and an SFT recipe in another; give one of them another "
+        "name (their genloss files would share a rule pattern)"
+    )
 HELDOUT_SET_NAMES = one_of([h for s in STUDIES.values() for h in s.heldout_sets])
 
 
@@ -228,11 +239,9 @@ def heldout_file(study, run):
 
 
 def genloss_model(wildcards):
-    """The checkpoint a genloss job reads: SFT recipe {recipe}, or the candidate of that name."""
-    study = STUDIES[wildcards.study]
-    if wildcards.recipe in study.candidates:
-        return study.path("candidates", wildcards.recipe)
-    return study.path("sft", wildcards.recipe)
+    """The checkpoint a genloss job reads: the candidate {recipe} (a recipe's genloss comes with its loss along
+    SFT)."""
+    return STUDIES[wildcards.study].path("candidates", wildcards.recipe)
 
 
 def genloss_heldout(wildcards):
@@ -324,7 +333,7 @@ def benchmark_settings(wildcards):
 
 
 def shard_files(wildcards):
-    """The sample shards a gather job joins: 0..k-1 of the study's eval.shards (one file when k = 1), written by
+    """The sample shards a grade job joins: 0..k-1 of the study's eval.shards (one file when k = 1), written by
     `sample_shard` (per benchmark) or `sample_model_shard` (per model: eval.sample_jobs)."""
     study = STUDIES[wildcards.study]
     k = study.shards

@@ -1,9 +1,9 @@
-# Evaluation: n samples per problem, graded, scored. Sampling is always eval.shards sampling jobs joined by a
-# `gather_samples` job, for every study: with eval.shards 1 that is one shard and a gather, so the same rules
-# serve every study. A sampling job covers one benchmark (`sample_shard`) or, with eval.sample_jobs: per_model,
-# every benchmark of the model (`sample_model_shard`: the model is loaded once). The samples file is always
-# written by the same code, and is the same for any shard count or job cut (calls are whole and each is seeded
-# by its global index within its benchmark).
+# Evaluation: n samples per problem, graded, scored. Sampling is always eval.shards sampling jobs, joined per
+# benchmark by the grading job before it grades, for every study: with eval.shards 1 that is one shard, so the same
+# rules serve every study. A sampling job covers one benchmark (`sample_shard`) or, with eval.sample_jobs:
+# per_model, every benchmark of the model (`sample_model_shard`: the model is loaded once). The samples file is
+# always written by the same code, and is the same for any shard count or job cut (calls are whole and each is
+# seeded by its global index within its benchmark).
 
 
 rule sample_shard:
@@ -32,7 +32,7 @@ rule sample_shard:
 
 rule sample_model_shard:
     """One shard of a model's samples on every benchmark of the study, the model loaded once (eval.sample_jobs:
-    per_model); `gather_samples` splits it by benchmark."""
+    per_model); the `grade` job splits it by benchmark."""
     input:
         model=model_dir,
         benchmarks=benchmark_files,
@@ -57,31 +57,16 @@ rule sample_model_shard:
         "--threads {threads} > {log} 2>&1"
 
 
-rule gather_samples:
-    """Join a model's sample shards on one benchmark; fails unless every problem has n samples."""
+rule grade:
+    """Join a model's sample shards on one benchmark (fails unless every problem has n samples), then grade every
+    sample with math-verify (gold first), hard timeout per item in worker processes. One job for both: the join
+    alone was a process start per (model, benchmark), and only grading reads the samples file."""
     input:
         shards=shard_files,
         benchmark=f"{R}/data/benchmarks/{{benchmark}}.parquet",
     output:
-        f"{R}/eval/{{stage}}/{{run}}/{{benchmark}}.samples.parquet",
-    log:
-        f"{LOGS}/eval/{{stage}}/{{run}}/{{benchmark}}.gather.log",
-    localrule: True  # cheap: runs on the submitting host, not as a cluster job
-    conda:
-        "../envs/sample.yaml"
-    resources:
-        **job_resources("analysis"),
-    shell:
-        "quagmire gather --shards {input.shards} --benchmark {input.benchmark} --out {output} > {log} 2>&1"
-
-
-rule grade:
-    """Grade every sample with math-verify (gold first), hard timeout per item in worker processes."""
-    input:
         samples=f"{R}/eval/{{stage}}/{{run}}/{{benchmark}}.samples.parquet",
-        benchmark=f"{R}/data/benchmarks/{{benchmark}}.parquet",
-    output:
-        f"{R}/eval/{{stage}}/{{run}}/{{benchmark}}.grades.parquet",
+        grades=f"{R}/eval/{{stage}}/{{run}}/{{benchmark}}.grades.parquet",
     params:
         timeout=setting("eval", "grading_timeout_s"),
     threads: setting("eval", "grading_workers")
@@ -92,8 +77,8 @@ rule grade:
     resources:
         **job_resources("grade"),
     shell:
-        "quagmire grade --samples {input.samples} --benchmark {input.benchmark} --out {output} "
-        "--timeout {params.timeout} --workers {threads} > {log} 2>&1"
+        "quagmire grade --shards {input.shards} --benchmark {input.benchmark} --samples {output.samples} "
+        "--out {output.grades} --timeout {params.timeout} --workers {threads} > {log} 2>&1"
 
 
 rule score:

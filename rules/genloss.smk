@@ -1,11 +1,17 @@
+# Generalization loss: the SFT loss of a post-SFT checkpoint on its held-out set. A recipe's is written by its
+# loss_along_sft job (its last snapshot is the published checkpoint, measured there anyway with the same settings);
+# a candidate's, which has no snapshots, by the genloss rule.
+
+
 rule genloss:
-    """Generalization loss: SFT loss of the saved post-SFT checkpoint on the held-out split (a candidate's: on the
-    held-out set it names)."""
+    """Generalization loss of an SFT candidate: its SFT loss on the held-out set it names."""
     input:
         model=genloss_model,
         heldout=genloss_heldout,
     output:
         in_report(f"{R}/genloss/{{recipe}}.json", "genloss"),
+    wildcard_constraints:
+        recipe=CANDIDATE_NAMES,
     params:
         max_length=setting("genloss", "max_length"),
         batch_size=setting("genloss", "batch_size"),
@@ -22,13 +28,19 @@ rule genloss:
 
 
 rule loss_along_sft:
-    """Loss along SFT: held-out loss and post-SFT accuracy (along_sft.n samples) of every snapshot of one recipe."""
+    """Loss along SFT: held-out loss and post-SFT accuracy (along_sft.n samples) of every snapshot of one recipe;
+    and the recipe's generalization loss, its last snapshot's (the published checkpoint, compared byte for byte).
+    So a change of along_sft.n also rewrites genloss/<recipe>.json, with the same numbers."""
     input:
         snapshots=f"{R}/sft/{{recipe}}.snapshots",
+        model=f"{R}/sft/{{recipe}}",
         heldout=f"{R}/data/heldout.parquet",
         benchmarks=along_benchmark_files,
     output:
-        f"{R}/along_sft/{{recipe}}.csv",
+        along=f"{R}/along_sft/{{recipe}}.csv",
+        genloss=in_report(f"{R}/genloss/{{recipe}}.json", "genloss"),
+    wildcard_constraints:
+        recipe=RECIPE_NAMES,
     params:
         settings=along_settings,
         benchmarks=along_benchmark_pairs,
@@ -41,8 +53,8 @@ rule loss_along_sft:
         **job_resources("genloss"),
     shell:
         "quagmire loss-along-sft --run {wildcards.recipe} --snapshots {input.snapshots} --heldout {input.heldout} "
-        "--benchmarks {params.benchmarks} --settings {params.settings:q} --out {output} --threads {threads} "
-        "> {log} 2>&1"
+        "--benchmarks {params.benchmarks} --settings {params.settings:q} --out {output.along} --threads {threads} "
+        "--model {input.model} --genloss-out {output.genloss} > {log} 2>&1"
 
 
 rule loss_along_sft_table:

@@ -155,6 +155,42 @@ def test_the_along_job_measures_every_snapshot(uninterrupted: Path, tiny_world: 
     assert len(gathered) == 6 and pd.read_csv(table).columns.tolist() == list(along_table.COLUMNS)
 
 
+def test_the_along_job_writes_the_recipes_genloss_as_the_genloss_job_would(
+    uninterrupted: Path, tiny_world: Path, tmp_path: Path
+) -> None:
+    """The last snapshot is the published checkpoint, byte for byte: the along job writes its genloss JSON, the
+    same file `quagmire genloss` writes (but for the manifest's code record). A checkpoint that differs from the
+    last snapshot is measured itself, never given the snapshot's loss."""
+    from quagmire.eval.genloss import genloss_to_file
+
+    heldout = tmp_path / "heldout.parquet"
+    pd.read_parquet(tiny_world / "heldout.parquet").head(16).to_parquet(heldout)
+    settings = {**ALONG, "n": 0}
+    assert along_sft.same_checkpoint(list_snapshots(snapshots_of(uninterrupted))[-1], uninterrupted)
+    written = along_sft.along_to_file("run", snapshots_of(uninterrupted), heldout, [], settings,
+                                      tmp_path / "along.csv", model=uninterrupted, genloss_out=tmp_path / "a.json")
+    reference = genloss_to_file(uninterrupted, heldout, tmp_path / "b.json", max_length=128, batch_size=16)
+    ours = json.loads((tmp_path / "a.json").read_text())
+    assert ours["genloss"] == written["genloss"].iloc[-1] == reference["genloss"]
+    assert ours["model"] == str(uninterrupted) and ours["manifest"]["step"] == "genloss"
+    assert {k: v for k, v in ours.items() if k != "manifest"} == {k: v for k, v in reference.items() if k != "manifest"}
+    assert ours["manifest"]["inputs"] == reference["manifest"]["inputs"]
+
+    # another checkpoint (the first snapshot's weights) under the model's name: measured, not copied
+    other = tmp_path / "other"
+    other.mkdir()
+    for path in list_snapshots(snapshots_of(uninterrupted))[0].iterdir():
+        (other / path.name).write_bytes(path.read_bytes())
+    assert not along_sft.same_checkpoint(list_snapshots(snapshots_of(uninterrupted))[-1], other)
+    along_sft.along_to_file("run", snapshots_of(uninterrupted), heldout, [], settings, tmp_path / "along2.csv",
+                            model=other, genloss_out=tmp_path / "c.json")  # fmt: skip
+    measured = json.loads((tmp_path / "c.json").read_text())["genloss"]
+    assert measured == pytest.approx(written["genloss"].iloc[0], rel=1e-12) != written["genloss"].iloc[-1]
+    with pytest.raises(QuagmireError, match="come together"):
+        along_sft.along_to_file("run", snapshots_of(uninterrupted), heldout, [], settings, tmp_path / "x.csv",
+                                model=uninterrupted)  # fmt: skip
+
+
 def test_the_along_job_names_what_is_missing(tmp_path: Path) -> None:
     with pytest.raises(QuagmireError, match="no SFT snapshots"):
         along_sft.loss_along_sft("run", tmp_path, tmp_path / "heldout.parquet", [], ALONG)

@@ -358,7 +358,7 @@ def test_two_candidates_are_brought_in_evaluated_and_ranked_beside_the_smoke_rec
     after_tidy = {"tidy_table": 1, "predictors": 1, "findings": 1, "rank": 1, "predictor_cost": 1, "plot": 6,
                   "all": 1}  # fmt: skip
     assert planned_jobs(run, changed) == Counter({
-        "candidate_model": 2, "heldout_set": 1, "sample_shard": 4, "gather_samples": 4, "grade": 4, "score": 2,
+        "candidate_model": 2, "heldout_set": 1, "sample_shard": 4, "grade": 4, "score": 2,
         "genloss": 2, **after_tidy,
     })  # fmt: skip
     snakemake(run, changed)

@@ -86,15 +86,13 @@ def test_sft_setting_change_reruns_exactly_what_depends_on_sft(
     changed = variant(configfile, tmp_path, "lr", {"key": ["sft", "defaults", "lr"], "value": 0.002})
     recipes, benchmarks = 4, 2
     evaluated = 2 * recipes  # post-SFT and post-RL of every recipe; never the base model or RL-from-base
-    LOSS_ALONG_SFT = recipes  # noqa: N806 - each recipe's snapshots are new
+    LOSS_ALONG_SFT = recipes  # noqa: N806 - each recipe's snapshots are new (and its genloss, written there)
     # the recipes table lists each recipe's resolved lr, so it is rebuilt too; data and pre-training are not
     assert planned_jobs(workdir, changed) == Counter(
         {
             "sft": recipes,
             "grpo": recipes,
-            "genloss": recipes,
-            "sample_shard": evaluated * benchmarks,  # eval.shards 1: one shard and a gather per evaluation
-            "gather_samples": evaluated * benchmarks,
+            "sample_shard": evaluated * benchmarks,  # eval.shards 1: one shard per evaluation, joined by grade
             "grade": evaluated * benchmarks,
             "score": evaluated,
             "recipes_table": 1,
@@ -117,15 +115,13 @@ def test_one_recipe_change_reruns_only_that_recipe_chain(smoke_study: tuple[Path
     changed = variant(
         configfile, tmp_path, "ep", {"key": ["sft", "recipes", "random_n64_ep2", "epochs"], "value": 3}
     )
-    LOSS_ALONG_SFT = 1  # noqa: N806 - that recipe's snapshots only
+    LOSS_ALONG_SFT = 1  # noqa: N806 - that recipe's snapshots only (and its genloss, written there)
     # the recipes table changes too: it lists each recipe's epochs
     assert planned_jobs(workdir, changed) == Counter(
         {
             "sft": 1,
             "grpo": 1,
-            "genloss": 1,
             "sample_shard": 4,
-            "gather_samples": 4,
             "grade": 4,
             "score": 2,
             "recipes_table": 1,
@@ -143,13 +139,14 @@ def test_one_recipe_change_reruns_only_that_recipe_chain(smoke_study: tuple[Path
     )
 
 
-ALONG_ONLY = {
-    "loss_along_sft": 4, "loss_along_sft_table": 1, "plot_loss_along_sft": 1, "rank": 1, "predictor_cost": 1, "all": 1,
-}  # what a changed along_sft setting reruns
-TRAINING_SAMPLING_GRADING = {"pretrain", "sft", "grpo", "genloss", "sample_shard", "gather_samples", "grade", "score"}
+TRAINING_SAMPLING_GRADING = {"pretrain", "sft", "grpo", "genloss", "sample_shard", "grade", "score"}
 AFTER_TIDY = {
     "tidy_table": 1, "predictors": 1, "findings": 1, "rank": 1, "predictor_cost": 1, "plot": 6, "all": 1,
 }  # what a changed tidy table reruns
+ALONG_ONLY = {
+    "loss_along_sft": 4, "loss_along_sft_table": 1, "plot_loss_along_sft": 1, **AFTER_TIDY,
+}  # what a changed along_sft setting reruns: the along jobs also rewrite each recipe's genloss (same numbers), so
+# the analysis that reads it is redone too -- seconds, against a genloss job per recipe on every fresh run
 
 
 @pytest.mark.parametrize(
@@ -204,8 +201,7 @@ def test_eval_n_reruns_sampling_and_what_follows_but_no_training(smoke_study: tu
     planned = planned_jobs(workdir, variant(configfile, tmp_path, "n", {"key": ["eval", "n"], "value": 3}))
     models, benchmarks = 1 + 4 + 5, 2  # base, 4 SFT recipes, 5 GRPO runs
     assert planned == Counter(
-        {"sample_shard": models * benchmarks, "gather_samples": models * benchmarks, "grade": models * benchmarks,
-         "score": models, **AFTER_TIDY}
+        {"sample_shard": models * benchmarks, "grade": models * benchmarks, "score": models, **AFTER_TIDY}
     )
 
 
@@ -219,7 +215,7 @@ def test_per_model_sampling_jobs_resample_once_per_model_and_train_nothing(
     planned = planned_jobs(workdir, changed)
     models, benchmarks = 1 + 4 + 5, 2
     assert planned["sample_model_shard"] == models and "sample_shard" not in planned
-    assert planned["gather_samples"] == models * benchmarks
+    assert planned["grade"] == models * benchmarks
     assert not {"sft", "grpo", "pretrain", "genloss", "loss_along_sft"} & set(planned)
 
 
@@ -228,7 +224,7 @@ def test_a_recipes_snapshot_count_reruns_its_sft_chain_only(smoke_study: tuple[P
     workdir, configfile = smoke_study
     key = ["sft", "recipes", "random_n64_ep2", "snapshots"]
     planned = planned_jobs(workdir, variant(configfile, tmp_path, "snapshots", {"key": key, "value": 2}))
-    assert planned["sft"] == 1 and planned["loss_along_sft"] == 1 and planned["genloss"] == 1
+    assert planned["sft"] == 1 and planned["loss_along_sft"] == 1 and planned["genloss"] == 0
     assert planned["grpo"] == 1 and planned["pretrain"] == 0 and planned["loss_along_sft_table"] == 1
 
 
@@ -272,7 +268,7 @@ def test_bad_config_fails_before_any_job_and_names_the_key(tmp_path: Path, chang
 def test_a_real_format_benchmark_is_normalized_sampled_in_shards_and_graded(
     smoke_study: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    """A GSM8K-format file through the `benchmark` rule, two `sample_shard` jobs, `gather_samples` and `grade`.
+    """A GSM8K-format file through the `benchmark` rule, two `sample_shard` jobs and `grade` (which joins them).
 
     Only this benchmark's jobs run: the base model and everything else of the finished smoke study are reused.
     """
@@ -385,11 +381,12 @@ def test_paper_path_hub_model_and_hub_format_data_run_end_to_end(
 
 PAPER_JOBS = {  # 10 SFT recipes, GRPO from each and from the base, 22 models x 7 benchmarks x 4 shards
     "base_model": 1, "source": 3, "filter_sft": 1, "split_heldout": 1, "filter_rl": 1, "benchmark": 7, "subset": 5,
-    "sft": 10, "grpo": 11, "genloss": 10, "sample_shard": 616, "gather_samples": 154, "grade": 154, "score": 22,
+    "sft": 10, "grpo": 11, "sample_shard": 616, "grade": 154, "score": 22,
     "recipes_table": 1, "tidy_table": 1, "predictors": 1, "findings": 1, "rank": 1, "plot": 6, "all": 1,
 }
 PAPER_JOBS["predictor_cost"] = 1  # +1 per study: tables/predictor_cost
 PAPER_JOBS.update({"loss_along_sft": 10, "loss_along_sft_table": 1, "plot_loss_along_sft": 1})  # +12: loss along SFT
+# (each recipe's genloss is written by its loss_along_sft job; each model's shards are joined by its grade jobs)
 
 
 @pytest.mark.parametrize("name", ["paper_llama3_nemotron", "paper_mistral_acereason", "paper_qwen3_base"])
@@ -397,7 +394,7 @@ def test_paper_configs_plan_the_expected_jobs(name: str, tmp_path: Path) -> None
     """The README's job counts, as a dry run computes them (no download, no GPU)."""
     jobs = planned_jobs(tmp_path, REPO / "config" / f"{name}.yaml")
     assert dict(jobs) == PAPER_JOBS
-    assert sum(jobs.values()) == 1021
+    assert sum(jobs.values()) == 857
 
 
 def test_the_whole_paper_plans_as_one_dag(tmp_path: Path) -> None:
@@ -406,4 +403,4 @@ def test_the_whole_paper_plans_as_one_dag(tmp_path: Path) -> None:
     expected = Counter({rule: 3 * count for rule, count in PAPER_JOBS.items()})
     expected.update({"all": -2, "paper_tables": 1, "paper_figure": 1, "paper_ranking": 1})
     assert jobs == expected
-    assert sum(jobs.values()) == 3064
+    assert sum(jobs.values()) == 2572

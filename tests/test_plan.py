@@ -23,19 +23,19 @@ SMOKE = REPO / "config" / "smoke.yaml"
 # rules/*.smk: which resources family each cluster rule asks for (job_resources(...)); local rules are not billed
 CLUSTER_FAMILY = {
     "base_model": "data", "source": "data", "filter_sft": "data", "split_heldout": "data", "filter_rl": "data",
-    "benchmark": "data", "subset": "data", "sft": "train", "grpo": "rl", "genloss": "genloss",
+    "benchmark": "data", "subset": "data", "sft": "train", "grpo": "rl",
     "sample_shard": "sample", "grade": "grade", "loss_along_sft": "genloss",
 }  # fmt: skip
 LOCAL_RULES = {
-    "gather_samples", "score", "recipes_table", "tidy_table", "predictors", "findings", "rank", "predictor_cost",
+    "score", "recipes_table", "tidy_table", "predictors", "findings", "rank", "predictor_cost",
     "plot", "all", "loss_along_sft_table", "plot_loss_along_sft",
 }
 SMOKE_JOBS = {
-    "world": 1, "world_benchmark": 2, "tokenizer": 1, "pretrain": 1, "subset": 3, "sft": 4, "grpo": 5, "genloss": 4,
-    "sample_shard": 20, "gather_samples": 20, "grade": 20, "score": 10, "recipes_table": 1, "tidy_table": 1,
+    "world": 1, "world_benchmark": 2, "tokenizer": 1, "pretrain": 1, "subset": 3, "sft": 4, "grpo": 5,
+    "sample_shard": 20, "grade": 20, "score": 10, "recipes_table": 1, "tidy_table": 1,
     "predictors": 1, "findings": 1, "rank": 1, "predictor_cost": 1, "plot": 6, "all": 1,
     "loss_along_sft": 4, "loss_along_sft_table": 1, "plot_loss_along_sft": 1,
-}  # fmt: skip  (eval.shards 1: every evaluation is one sample_shard job and its gather_samples job)
+}  # fmt: skip  (eval.shards 1: every evaluation is one sample_shard job per benchmark, joined by its grade job)
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,7 @@ def paper_plan(tmp_path_factory: pytest.TempPathFactory):
 
 def test_paper_plan_counts_the_readme_jobs_per_rule(paper_plan) -> None:
     assert paper_plan.jobs_per_rule() == PAPER_JOBS
-    assert paper_plan.jobs == 1021 and paper_plan.done == 0
+    assert paper_plan.jobs == 857 and paper_plan.done == 0
     assert set(PAPER_JOBS) == set(CLUSTER_FAMILY) | LOCAL_RULES
 
 
@@ -60,9 +60,9 @@ def test_paper_plan_gpu_and_cpu_hours_equal_the_configs_resources(paper_plan) ->
         PAPER_JOBS[rule] * resources[fam].get("cpus_per_task", threads) * resources[fam]["runtime"] / 60
         for rule, fam in CLUSTER_FAMILY.items()
     )
-    # 10 SFT x 8 GPUs x 24 h + 11 GRPO x 8 x 48 h + 616 shards x 1 x 8 h + 10 genloss and 10 loss-along-SFT
+    # 10 SFT x 8 GPUs x 24 h + 11 GRPO x 8 x 48 h + 616 shards x 1 x 8 h + 10 loss-along-SFT (with genloss)
     # x 1 x 1 h (base_model: no GPU)
-    assert gpu_hours == 1920 + 4224 + 4928 + 10 + 10
+    assert gpu_hours == 1920 + 4224 + 4928 + 10
     assert paper_plan.gpu_hours == pytest.approx(gpu_hours)
     assert paper_plan.cpu_hours == pytest.approx(cpu_hours)
 
@@ -79,12 +79,12 @@ def test_paper_plan_rows_carry_each_jobs_request_and_family(paper_plan) -> None:
         )
     for rule in LOCAL_RULES:
         assert rows[rule].local and rows[rule].gpu_hours == 0
-    assert rows["gather_samples"].family == "analysis"
+    assert rows["score"].family == "analysis"
 
 
 def test_smoke_plan_has_no_gpus_and_counts_threads_as_cpus(tmp_path: Path) -> None:
     plan = plan_workflow(SMOKE, workdir=tmp_path)
-    assert plan.jobs_per_rule() == SMOKE_JOBS and plan.jobs == 110
+    assert plan.jobs_per_rule() == SMOKE_JOBS and plan.jobs == 86
     assert plan.gpu_hours == 0
     config = yaml.safe_load(SMOKE.read_text())
     assert all(row.cpus == config.get("threads", 1) for row in plan.rows if row.rule in ("sft", "grade"))
@@ -98,8 +98,8 @@ def test_existing_outputs_are_not_counted_unless_all_jobs(tmp_path: Path) -> Non
     done.parent.mkdir(parents=True)
     done.write_bytes(b"")
     plan = plan_workflow(PAPER, workdir=tmp_path)
-    assert plan.jobs_per_rule()["benchmark"] == 6 and plan.done == 1 and plan.jobs == 1020
-    assert "1 of 1021 jobs are already done and not counted" in format_plan(plan)
+    assert plan.jobs_per_rule()["benchmark"] == 6 and plan.done == 1 and plan.jobs == 856
+    assert "1 of 857 jobs are already done and not counted" in format_plan(plan)
     everything = plan_workflow(PAPER, workdir=tmp_path, all_jobs=True)
     assert everything.jobs_per_rule() == PAPER_JOBS
 

@@ -132,8 +132,8 @@ def test_the_tree_of_a_figure_reaches_the_world_data_with_sha256_and_code_versio
     text = capsys.readouterr().out
     tree = build_tree(workdir / FIGURE)
     rules = {step.rule for step in tree.steps.values()}
-    assert {"plot", "tidy_table", "score", "grade", "gather_samples", "sample_shard", "grpo", "sft", "subset",
-            "pretrain", "tokenizer", "world", "world_benchmark", "genloss", "recipes_table"} <= rules
+    assert {"plot", "tidy_table", "score", "grade", "sample_shard", "grpo", "sft", "subset",
+            "pretrain", "tokenizer", "world", "world_benchmark", "loss_along_sft", "recipes_table"} <= rules
     for data in ("sft", "heldout", "rl", "benchmarks/addsub2", "benchmarks/mul2"):
         node = tree.files[f"results/smoke/data/{data}.parquet"]
         assert node.sha256 == sha256_file(workdir / node.path)

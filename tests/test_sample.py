@@ -16,18 +16,19 @@ import pandas as pd
 import pytest
 
 from quagmire.errors import QuagmireError
+from quagmire.eval.grading import grade_to_file
 from quagmire.eval.sampling import (
     SAMPLE_COLUMNS,
     CallStore,
     HFBackend,
     SamplingSettings,
-    gather_samples,
     render_prompts,
     sample_benchmark,
     sample_model_to_file,
     sample_to_file,
     shard_calls,
 )
+from quagmire.eval.shards import gather_samples
 from quagmire.io import partial_dir, read_parquet_metadata, write_parquet
 
 SETTINGS = SamplingSettings(n=4, temperature=1.0, top_p=1.0, max_new_tokens=12, seed=7, prompts_per_call=3)
@@ -185,6 +186,17 @@ def test_sharded_and_gathered_samples_equal_one_unsharded_run(
     assert pq.read_table(gathered).replace_schema_metadata().equals(pq.read_table(whole).replace_schema_metadata())
     assert [s["index"] for s in meta["shards"]] == list(range(k))
     assert meta["sampling"] == dataclasses.asdict(SETTINGS)
+
+    # the DAG's grade job joins the shards itself (`quagmire grade --shards`): the same samples file, then its grades
+    joined, grades = tmp_path / "joined.parquet", tmp_path / "grades.parquet"
+    graded = grade_to_file(joined, bench, grades, timeout=5.0, shard_files=shards)
+    pd.testing.assert_frame_equal(pd.read_parquet(joined), pd.read_parquet(gathered))
+    assert read_parquet_metadata(joined)["shards"] == meta["shards"]
+    assert len(graded) == len(pd.read_parquet(whole)) and read_parquet_metadata(grades)["samples"] == str(joined)
+    with pytest.raises(QuagmireError, match="expected shards"):  # a missing shard: nothing is graded
+        grade_to_file(tmp_path / "part.parquet", bench, tmp_path / "part.grades.parquet", timeout=5.0,
+                      shard_files=shards[1:] or [shards[0], shards[0]])  # fmt: skip
+    assert not (tmp_path / "part.grades.parquet").exists()
 
 
 @pytest.mark.parametrize("k", [1, 2])

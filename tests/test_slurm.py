@@ -29,7 +29,7 @@ SCRIPT = REPO / "scripts" / "slurm_local.sh"
 STATE = "/tmp/quagmire-slurm-test"  # fixed: a run killed before its teardown is cleaned up by the next start
 PARTITION = "local"
 LOCAL_RULES = {
-    "score", "gather_samples", "world_benchmark", "recipes_table", "tidy_table", "predictors", "findings", "rank",
+    "score", "world_benchmark", "recipes_table", "tidy_table", "predictors", "findings", "rank",
     "plot", "all", "predictor_cost", "loss_along_sft_table", "plot_loss_along_sft",
 }
 # the family given fake GPUs (CPU torch ignores them) and its rules

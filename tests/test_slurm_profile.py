@@ -21,7 +21,7 @@ from quagmire.config import load_config
 REPO = Path(__file__).resolve().parents[1]
 PROFILE = REPO / "slurm" / "config.yaml"
 LOCAL_RULES = {
-    "score", "gather_samples", "world_benchmark", "recipes_table", "tidy_table", "predictors", "findings", "rank",
+    "score", "world_benchmark", "recipes_table", "tidy_table", "predictors", "findings", "rank",
     "plot", "paper_tables", "paper_figure", "paper_ranking", "predictor_cost", "loss_along_sft_table",
     "plot_loss_along_sft",
 }

@@ -316,21 +316,15 @@ COMMANDS: tuple[Command, ...] = (
         ),
     ),
     Command(
-        "gather", "Join the sample shards of one model on one benchmark, checking coverage.",
-        "quagmire.eval.sampling:gather_samples",
-        (
-            arg("--shards", nargs="+", required=True, type=Path, metavar="SHARD_PARQUET", to="shard_files"),
-            arg("--benchmark", required=True, type=Path),
-            _out(type=Path),
-        ),
-    ),
-    Command(
-        "grade", "Grade a samples file against a benchmark file with math-verify (gold first).",
+        "grade", "Grade a samples file (or join sample shards into it first) against a benchmark file with "
+        "math-verify (gold first).",
         "quagmire.eval.grading:grade_to_file",
         (
-            arg("--samples", required=True),
+            arg("--samples", required=True, help="the samples file (written first when --shards are given)"),
             arg("--benchmark", required=True),
             _out(),
+            arg("--shards", nargs="+", default=None, metavar="SHARD_PARQUET", to="shard_files",
+                help="sample shards of this model and benchmark: joined into --samples (checking coverage) first"),
             arg("--timeout", type=float, required=True, help="hard timeout per item, seconds (eval.grading_timeout_s)"),
             arg("--workers", type=int, default=1),
         ),
@@ -370,6 +364,8 @@ COMMANDS: tuple[Command, ...] = (
             _settings_arg("{n, genloss: {max_length, batch_size}, sampling: {...}, grading_timeout_s}"),
             _out("CSV: run, step, epoch, genloss, accuracy, n; the manifest beside it"),
             THREADS,
+            arg("--model", default=None, help="the run's published checkpoint: with --genloss-out, its genloss too"),
+            arg("--genloss-out", default=None, help="its generalization loss JSON (as quagmire genloss writes)"),
         ),
     ),
     Command(

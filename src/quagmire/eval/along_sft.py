@@ -79,7 +79,8 @@ def loss_along_sft(
 
     `settings`: `n` (samples per problem; 0 = accuracy not measured, NaN), `problems` (per benchmark, None = all),
     `genloss` ({max_length, batch_size}), `sampling` (eval's sampling keys but n and backend) and
-    `grading_timeout_s`.
+    `grading_timeout_s`. The last snapshot's folder and its whole `held_out_loss` result ride along in the frame's
+    `attrs` (`last_folder`, `last_loss`): the recipe's genloss, when the job writes it (`along_to_file`).
     """
     from quagmire.eval.genloss import held_out_loss
     from quagmire.eval.sampling import SamplingSettings
@@ -96,19 +97,22 @@ def loss_along_sft(
     cap = settings.get("problems")
     problems = {name: drawn(pd.read_parquet(path), cap, sampling.seed) for name, path in benchmarks} if n else {}
     genloss = settings["genloss"]
-    rows = []
+    rows, last = [], {}
     pool = GradingPool(workers=threads, timeout_s=float(settings["grading_timeout_s"])) if n else nullcontext()
     with pool:
         for folder in folders:
             start = time.monotonic()
             record = snapshot_record(folder)
-            loss = held_out_loss(folder, Path(heldout), max_length=int(genloss["max_length"]),
-                                 batch_size=int(genloss["batch_size"]), threads=threads)["genloss"]  # fmt: skip
+            last = held_out_loss(folder, Path(heldout), max_length=int(genloss["max_length"]),
+                                 batch_size=int(genloss["batch_size"]), threads=threads)  # fmt: skip
+            loss = last["genloss"]
             accuracy = snapshot_accuracy(folder, problems, sampling, pool, threads) if problems else math.nan
             rows.append((run, int(record["step"]), record.get("epoch"), loss, accuracy, n))
             log.info("%s step %d: held-out loss %.4f, accuracy %.3f (%.1f s)", run, record["step"], loss, accuracy,
                      time.monotonic() - start)  # fmt: skip
-    return pd.DataFrame(rows, columns=list(COLUMNS))
+    frame = pd.DataFrame(rows, columns=list(COLUMNS))
+    frame.attrs.update(last_folder=folders[-1], last_loss=last)
+    return frame
 
 
 def along_to_file(
@@ -119,11 +123,52 @@ def along_to_file(
     settings: Mapping[str, Any],
     out: str | os.PathLike[str],
     threads: int = 1,
+    model: str | os.PathLike[str] | None = None,
+    genloss_out: str | os.PathLike[str] | None = None,
 ) -> pd.DataFrame:
-    """The `quagmire loss-along-sft` step of one SFT run: its CSV and the manifest beside it."""
+    """The `quagmire loss-along-sft` step of one SFT run: its CSV and the manifest beside it; with `model` (the
+    run's published checkpoint) and `genloss_out`, also its generalization loss (`genloss.genloss_to_file`'s JSON).
+
+    Why here: the last snapshot is the published checkpoint (same weights, config and tokenizer, byte for byte),
+    and this job has just measured its held-out loss with the study's genloss settings. A `genloss` job of its own
+    repeated that measurement after its own process start and imports (on the embedded study, 12 jobs of ~8 s).
+    The bytes are compared, not assumed: if they differ, the checkpoint in `model` is measured here instead.
+    """
+    from quagmire.eval.genloss import held_out_loss, write_genloss
+
+    if (model is None) != (genloss_out is None):
+        raise QuagmireError("loss-along-sft: --model and --genloss-out come together")
     frame = loss_along_sft(run, snapshots, heldout, benchmarks, settings, threads=threads)
+    last_folder, last = frame.attrs["last_folder"], frame.attrs["last_loss"]
     with atomic_path(out) as tmp:
         frame.to_csv(tmp, index=False)
     inputs = [("snapshots", snapshots), ("heldout", heldout), *((f"benchmark:{b}", p) for b, p in benchmarks)]
     write_sidecar(out, step_manifest("loss_along_sft", inputs, settings={"run": run, **dict(settings)}))
+    if model is not None and genloss_out is not None:
+        max_length, batch_size = int(settings["genloss"]["max_length"]), int(settings["genloss"]["batch_size"])
+        if not same_checkpoint(last_folder, Path(model)):
+            log.info("%s differs from its last snapshot %s: measuring it", model, last_folder)
+            last = held_out_loss(Path(model), Path(heldout), max_length=max_length, batch_size=batch_size,
+                                 threads=threads)  # fmt: skip
+        write_genloss(last, model, heldout, genloss_out, max_length=max_length, batch_size=batch_size)
     return frame
+
+
+# What decides a held-out loss: the weights, the architecture and the tokenizer (a snapshot's snapshot.json and
+# training_args.bin do not).
+_CHECKPOINT_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json")
+
+
+def same_checkpoint(a: Path, b: Path) -> bool:
+    """Whether the folders `a` and `b` hold the same model: the same weight files and the same config and
+    tokenizer files, byte for byte."""
+    from quagmire.provenance import sha256_file
+
+    def files(folder: Path) -> list[str]:
+        weights = sorted(p.name for p in folder.glob("*.safetensors"))
+        return weights + [name for name in _CHECKPOINT_FILES if (folder / name).exists()]
+
+    names = files(a)
+    if not any(name.endswith(".safetensors") for name in names) or names != files(b):
+        return False
+    return all(sha256_file(a / name) == sha256_file(b / name) for name in names)

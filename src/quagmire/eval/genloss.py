@@ -240,10 +240,30 @@ def genloss_to_file(
 ) -> dict[str, Any]:
     """The held-out loss of the checkpoint in `model`, written as JSON: the `quagmire genloss` step of the DAG.
     `max_length` and `batch_size` come from the study's `genloss` section."""
+    result = held_out_loss(Path(model), Path(heldout), max_length=max_length, batch_size=batch_size, threads=threads)
+    return write_genloss(result, model, heldout, out, max_length=max_length, batch_size=batch_size)
+
+
+def write_genloss(
+    result: dict[str, Any],
+    model: str | os.PathLike[str],
+    heldout: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    max_length: int,
+    batch_size: int,
+) -> dict[str, Any]:
+    """Write `held_out_loss`'s `result` as the generalization loss of the checkpoint in `model`, with its manifest.
+
+    `result` may have been measured on another folder with the same weights, config and tokenizer (the loss-along-
+    SFT job's last snapshot): it is checked to be of these settings, and written as `model`'s.
+    """
     from quagmire.io import write_json
     from quagmire.provenance import MANIFEST_KEY, step_manifest
 
-    result = held_out_loss(Path(model), Path(heldout), max_length=max_length, batch_size=batch_size, threads=threads)
+    if (result["max_length"], result["heldout"]) != (max_length, str(Path(heldout))):
+        raise QuagmireError(f"a held-out loss measured with max_length {result['max_length']} on "
+                            f"{result['heldout']} is not the one asked for ({max_length}, {heldout})")  # fmt: skip
+    result = {**result, "model": str(Path(model))}
     result[MANIFEST_KEY] = step_manifest("genloss", [("model", model), ("heldout", heldout)],
                                          settings={"max_length": max_length, "batch_size": batch_size})
     write_json(out, result)

@@ -97,18 +97,30 @@ def grade_to_file(
     out: str | os.PathLike[str],
     timeout: float,
     workers: int = 1,
+    shard_files: Sequence[str | os.PathLike[str]] | None = None,
 ) -> pd.DataFrame:
     """Grade the samples file against the benchmark file and write the grades, with what they came from and the
     status counts as metadata: the `quagmire grade` step of the DAG.
 
     Beside the verdict columns, each row records `n_boxes` and the sample's `finish_reason` (None when the samples
     file has none) for the grading report.
+
+    With `shard_files`, the samples file is first written by joining them (`shards.gather_samples`: fails unless
+    every problem has n samples). The DAG's grade jobs do that: as a job of its own the join cost a process start
+    and its imports per (model, benchmark), more than the join (the embedded study: 78 jobs of ~0.9 s), and only
+    grading reads a samples file, so a grading setting that reruns the job rewrites the same samples, nothing else.
     """
+    from pathlib import Path
+
     import pandas as pd
 
     from quagmire.io import read_parquet_metadata, write_parquet
     from quagmire.provenance import MANIFEST_KEY, step_manifest
 
+    if shard_files is not None:
+        from quagmire.eval.shards import gather_samples
+
+        gather_samples([Path(f) for f in shard_files], Path(benchmark), Path(samples))
     sampled = pd.read_parquet(samples)
     grades = grade_samples(sampled, pd.read_parquet(benchmark), timeout_s=timeout, workers=workers)
     grades["n_boxes"] = pd.Series([box_count(c) for c in sampled["completion"]], dtype="int64")
@@ -126,3 +138,4 @@ def grade_to_file(
     )
     log.info("graded %d samples: %s", len(grades), counts)
     return grades
+
