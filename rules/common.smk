@@ -447,15 +447,17 @@ def along_benchmark_pairs(wildcards, input):
 
 
 def along_settings(wildcards):
-    """What a loss-along-SFT job consumes: along_sft.n, the genloss settings, the eval sampling keys it uses
-    (not eval.n, eval.backend or the shard count) and the grading timeout."""
+    """What a loss-along-SFT job consumes: along_sft.n, .problems and .prompts_per_call, the genloss settings, the
+    eval sampling keys it uses (not eval.n, .prompts_per_call, .backend or the shard count) and the grading timeout."""
     config = study_config(wildcards)
-    keys = ("temperature", "top_p", "max_new_tokens", "seed", "prompts_per_call", "prompt_template", "instruction")
+    keys = ("temperature", "top_p", "max_new_tokens", "seed", "prompt_template", "instruction")
     return as_json({
         "n": config["along_sft"]["n"],
         "problems": config["along_sft"]["problems"],
         "genloss": config["genloss"],
-        "sampling": {k: config["eval"][k] for k in keys},
+        "sampling": {
+            **{k: config["eval"][k] for k in keys}, "prompts_per_call": config["along_sft"]["prompts_per_call"]
+        },
         "grading_timeout_s": config["eval"]["grading_timeout_s"],
     })
 

@@ -174,6 +174,7 @@ ALONG_ONLY = {
         # loss along SFT: its own settings rerun the along jobs and what reads their table, never SFT or the tidy table
         ("along_n", ["along_sft", "n"], 2, ALONG_ONLY),
         ("along_problems", ["along_sft", "problems"], 4, ALONG_ONLY),
+        ("along_calls", ["along_sft", "prompts_per_call"], 3, ALONG_ONLY),
     ],
 )
 def test_a_change_reruns_only_what_consumes_it(

@@ -6,8 +6,9 @@ snapshots shows what the loss curve costs in score (the paper's loss teaser, per
 
 Each snapshot (`quagmire.train.snapshots`) is measured as the final model is: `genloss.held_out_loss` with the
 study's genloss settings, and samples drawn by the HF sampling backend with the study's eval settings except `n`
-(`along_sft.n`, small: a trend, not a score), graded by the verify pool and scored by `metrics.score` (macro avg@n
-over the study's benchmarks). The HF backend whatever `eval.backend` says: this job runs in the train env, where
+(`along_sft.n`, small: a trend, not a score) and `prompts_per_call` (`along_sft.prompts_per_call`, more problems
+per call so a call is as wide as an eval call), graded by the verify pool and scored by `metrics.score` (macro
+avg@n over the study's benchmarks). The HF backend whatever `eval.backend` says: this job runs in the train env, where
 a snapshot is loaded once for both measurements.
 
 Output: one CSV per run, a row per snapshot (run, step, epoch, genloss, accuracy, n), with a manifest beside it;
