@@ -174,7 +174,9 @@ def test_the_along_job_writes_the_recipes_genloss_as_the_genloss_job_would(
     assert ours["genloss"] == written["genloss"].iloc[-1] == reference["genloss"]
     assert ours["model"] == str(uninterrupted) and ours["manifest"]["step"] == "genloss"
     assert {k: v for k, v in ours.items() if k != "manifest"} == {k: v for k, v in reference.items() if k != "manifest"}
-    assert ours["manifest"]["inputs"] == reference["manifest"]["inputs"]
+    # the manifest names what was read: the checkpoint and the held-out set, as genloss's, and the snapshots measured
+    assert ours["manifest"]["inputs"][:2] == reference["manifest"]["inputs"]
+    assert [r["role"] for r in ours["manifest"]["inputs"][2:]] == ["snapshots"]
 
     # another checkpoint (the first snapshot's weights) under the model's name: measured, not copied
     other = tmp_path / "other"
@@ -184,7 +186,9 @@ def test_the_along_job_writes_the_recipes_genloss_as_the_genloss_job_would(
     assert not along_sft.same_checkpoint(list_snapshots(snapshots_of(uninterrupted))[-1], other)
     along_sft.along_to_file("run", snapshots_of(uninterrupted), heldout, [], settings, tmp_path / "along2.csv",
                             model=other, genloss_out=tmp_path / "c.json")  # fmt: skip
-    measured = json.loads((tmp_path / "c.json").read_text())["genloss"]
+    measured = json.loads((tmp_path / "c.json").read_text())
+    assert [r["role"] for r in measured["manifest"]["inputs"]] == ["model", "heldout"]
+    measured = measured["genloss"]
     assert measured == pytest.approx(written["genloss"].iloc[0], rel=1e-12) != written["genloss"].iloc[-1]
     with pytest.raises(QuagmireError, match="come together"):
         along_sft.along_to_file("run", snapshots_of(uninterrupted), heldout, [], settings, tmp_path / "x.csv",

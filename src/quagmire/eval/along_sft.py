@@ -147,11 +147,14 @@ def along_to_file(
     write_sidecar(out, step_manifest("loss_along_sft", inputs, settings={"run": run, **dict(settings)}))
     if model is not None and genloss_out is not None:
         max_length, batch_size = int(settings["genloss"]["max_length"]), int(settings["genloss"]["batch_size"])
+        measured_on: tuple[str, str | os.PathLike[str]] | None = ("snapshots", snapshots)
         if not same_checkpoint(last_folder, Path(model)):
             log.info("%s differs from its last snapshot %s: measuring it", model, last_folder)
             last = held_out_loss(Path(model), Path(heldout), max_length=max_length, batch_size=batch_size,
                                  threads=threads)  # fmt: skip
-        write_genloss(last, model, heldout, genloss_out, max_length=max_length, batch_size=batch_size)
+            measured_on = None
+        write_genloss(last, model, heldout, genloss_out, max_length=max_length, batch_size=batch_size,
+                      measured_on=measured_on)  # fmt: skip
     return frame
 
 

@@ -251,11 +251,13 @@ def write_genloss(
     out: str | os.PathLike[str],
     max_length: int,
     batch_size: int,
+    measured_on: tuple[str, str | os.PathLike[str]] | None = None,
 ) -> dict[str, Any]:
     """Write `held_out_loss`'s `result` as the generalization loss of the checkpoint in `model`, with its manifest.
 
     `result` may have been measured on another folder with the same weights, config and tokenizer (the loss-along-
-    SFT job's last snapshot): it is checked to be of these settings, and written as `model`'s.
+    SFT job's last snapshot): it is checked to be of these settings, and written as `model`'s, the folder it was
+    measured in named as a further input (`measured_on`: its role and path), so the manifest says what was read.
     """
     from quagmire.io import write_json
     from quagmire.provenance import MANIFEST_KEY, step_manifest
@@ -264,8 +266,9 @@ def write_genloss(
         raise QuagmireError(f"a held-out loss measured with max_length {result['max_length']} on "
                             f"{result['heldout']} is not the one asked for ({max_length}, {heldout})")  # fmt: skip
     result = {**result, "model": str(Path(model))}
-    result[MANIFEST_KEY] = step_manifest("genloss", [("model", model), ("heldout", heldout)],
-                                         settings={"max_length": max_length, "batch_size": batch_size})
+    inputs = [("model", model), ("heldout", heldout), *([measured_on] if measured_on else [])]
+    settings = {"max_length": max_length, "batch_size": batch_size}
+    result[MANIFEST_KEY] = step_manifest("genloss", inputs, settings=settings)
     write_json(out, result)
     log.info("generalization loss %.4f over %d tokens", result["genloss"], result["n_tokens"])
     return result
