@@ -190,6 +190,12 @@ def test_the_along_job_writes_the_recipes_genloss_as_the_genloss_job_would(
     assert [r["role"] for r in measured["manifest"]["inputs"]] == ["model", "heldout"]
     measured = measured["genloss"]
     assert measured == pytest.approx(written["genloss"].iloc[0], rel=1e-12) != written["genloss"].iloc[-1]
+    # a loss measured with other settings is never written as this checkpoint's genloss
+    from quagmire.eval.genloss import write_genloss
+
+    with pytest.raises(QuagmireError, match="is not the one asked for"):
+        write_genloss(reference, uninterrupted, heldout, tmp_path / "d.json", max_length=64, batch_size=16)
+    assert not (tmp_path / "d.json").exists()
     with pytest.raises(QuagmireError, match="come together"):
         along_sft.along_to_file("run", snapshots_of(uninterrupted), heldout, [], settings, tmp_path / "x.csv",
                                 model=uninterrupted)  # fmt: skip

@@ -138,4 +138,3 @@ def grade_to_file(
     )
     log.info("graded %d samples: %s", len(grades), counts)
     return grades
-
