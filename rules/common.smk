@@ -59,6 +59,43 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 if not any(study.reads_hub for study in STUDIES.values()):
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+# (6) A local run starts the warm-start server (quagmire.warm_start): each job forks from one process that has
+#     imported torch, transformers and TRL once, instead of spending ~6 s importing them itself; what a job computes
+#     is the same either way. Not for cluster, touch or dry runs, nor under --sdm conda (another interpreter);
+#     QUAGMIRE_WARM_START=0 turns it off. The server gets the environment a job gets (PYTHONPATH as in (2), the
+#     thread variables Snakemake sets for a job of the first study's `threads`); a job that differs runs cold.
+from quagmire import warm_start as _warm_start  # noqa: E402
+
+_WARM_SERVER = _warm_start.Server(log_path="logs/warm_start.log")
+
+
+def _start_warm_server():
+    if not (
+        workflow.local_exec
+        and workflow.is_main_process
+        and not workflow.touch
+        and DeploymentMethod.CONDA not in workflow.deployment_settings.deployment_method
+        and _warm_start.enabled()
+    ):
+        return
+    threads = str(next(iter(STUDIES.values())).config["threads"])
+    env = dict(os.environ, **{name: threads for name in _warm_start.THREAD_VARIABLES})
+    env["PYTHONPATH"] = str(_SRC) + (f":{env['PYTHONPATH']}" if env.get("PYTHONPATH") else "")
+    os.environ[_warm_start.SOCKET_ENV] = _WARM_SERVER.start(env)
+
+
+onstart:
+    _start_warm_server()
+
+
+onsuccess:
+    _WARM_SERVER.stop()
+
+
+onerror:
+    _WARM_SERVER.stop()
+
+
 # ==== end of the side-effect block ===========================================================================
 
 from quagmire.config import (  # noqa: E402
