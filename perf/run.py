@@ -13,6 +13,8 @@ Measurements:
 2. pass@k    - `metrics.pass_at_ks` (every k at once, vectorized) vs a per-problem `math.comb` loop.
 3. sampling  - `HFBackend.generate` (n samples × several prompts per call) vs one `model.generate` per sample;
                compared per completion.
+3c. warm-start - local sampling jobs (`python -m quagmire sample`) cold vs forked from the warm-start server
+               (`quagmire.warm_start`), the server's start and imports counted; samples identical.
 4. planning  - `quagmire.plan.plan_workflow` (the `snakemake -n` DAG of a whole paper study, with every job's
                resources) vs the issue's budget of 10 s per 3,000 jobs, scaled to the jobs planned: the ratio is
                budget / measured, so >= 1 meets the target.
@@ -389,6 +391,74 @@ def measure_eval_jobs(benchmarks: int, problems: int, n: int, max_new: int) -> M
     )
 
 
+# --------------------------------------------------------------------------- 3c. warm start
+
+
+def measure_warm_start(jobs: int, problems: int, n: int, max_new: int) -> Measurement:
+    """`jobs` sampling jobs as a local DAG runs them (`python -m quagmire sample`, one process each), cold vs
+    forked from the warm-start server (`quagmire.warm_start`). The optimized time includes starting the server
+    and its imports, though in a DAG they overlap the first jobs: the saving is each job's own imports."""
+    import subprocess
+
+    import pandas as pd
+
+    from quagmire import warm_start
+
+    settings = json.dumps({"n": n, "temperature": 1.0, "top_p": 1.0, "max_new_tokens": max_new, "seed": 1,
+                           "prompts_per_call": 16, "backend": "hf"})
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), *filter(None, [env.get("PYTHONPATH")])])
+    env.pop(warm_start.SOCKET_ENV, None)
+    with tempfile.TemporaryDirectory(prefix="quagmire-perf-") as tmp:
+        root = Path(tmp)
+        _save_tiny_model(root / "model")
+        pairs = np.random.default_rng(SEED).integers(10, 99, size=(problems, 2))
+        pd.DataFrame({"problem_id": [f"b-{i}" for i in range(problems)], "prompt": [f"{x}+{y}=" for x, y in pairs],
+                      "answer": [str(x + y) for x, y in pairs]}).to_parquet(root / "b.parquet")
+
+        def run_jobs(tag: str, job_env: dict[str, str]) -> list[str]:
+            logs = []
+            for j in range(jobs):
+                out = root / f"{tag}{j}.parquet"
+                argv = ["sample", "--benchmark", str(root / "b.parquet"), "--model", str(root / "model"),
+                        "--settings", settings, "--threads", "1", "--out", str(out)]
+                job = subprocess.run([sys.executable, "-m", "quagmire", *argv], env=job_env, cwd=REPO,
+                                     capture_output=True, text=True, check=True)
+                logs.append(job.stderr)
+            return logs
+
+        base_s, _ = _timed(lambda: run_jobs("cold", env))
+
+        def warm() -> list[str]:
+            server = warm_start.Server(root / "warm.log")
+            path = Path(server.start(env))
+            try:
+                while not path.exists():
+                    assert server.process.poll() is None, (root / "warm.log").read_text()
+                    time.sleep(0.02)
+                return run_jobs("warm", {**env, warm_start.SOCKET_ENV: str(path)})
+            finally:
+                server.stop()
+
+        opt_s, logs = _timed(warm)
+        served = not any("warm start not used" in log for log in logs)
+        # the samples themselves; the metadata differs only in the timing it records (seconds, completions/s)
+        same = all(pd.read_parquet(root / f"cold{j}.parquet").equals(pd.read_parquet(root / f"warm{j}.parquet"))
+                   for j in range(jobs))
+        imports = (root / "warm.log").read_text().split("imported", 1)[-1].split(";")[0].strip()
+    return Measurement(
+        name="warm-start",
+        work=f"{jobs} `python -m quagmire sample` jobs ({problems} problems x n={n}, max_new_tokens={max_new}, "
+        "tiny model), one after another",
+        baseline_s=base_s,
+        optimized_s=opt_s,
+        target=1.5,
+        checks={"every_job_served": served, "same_samples": same},
+        notes=[f"baseline: cold processes, {base_s / jobs:.2f} s a job; optimized: server start ({imports}) plus "
+               f"forked jobs, {opt_s:.1f} s in all; samples identical: {same}"],
+    )
+
+
 # --------------------------------------------------------------------------- 4. planning
 
 REPO = Path(__file__).resolve().parents[1]
@@ -450,6 +520,7 @@ SIZES: dict[str, dict[str, dict[str, int]]] = {
         "pass@k": {"n_problems": 3906, "n_samples": 256, "baseline_problems": 3906},
         "sampling": {"n": 16, "prompts_per_call": 16, "calls": 4, "baseline_completions": 128, "max_new": 32},
         "eval-jobs": {"benchmarks": 3, "problems": 48, "n": 16, "max_new": 32},
+        "warm-start": {"jobs": 6, "problems": 16, "n": 4, "max_new": 16},
         "planning": {},  # the paper configs (see paper_configs), or --plan-config
     },
     "quick": {
@@ -457,6 +528,7 @@ SIZES: dict[str, dict[str, dict[str, int]]] = {
         "pass@k": {"n_problems": 500, "n_samples": 64, "baseline_problems": 500},
         "sampling": {"n": 8, "prompts_per_call": 8, "calls": 1, "baseline_completions": 16, "max_new": 16},
         "eval-jobs": {"benchmarks": 2, "problems": 4, "n": 2, "max_new": 8},
+        "warm-start": {"jobs": 2, "problems": 4, "n": 2, "max_new": 8},
         "planning": {"configs": ["config/smoke.yaml"]},
     },
 }
@@ -477,7 +549,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes (< 30 s); checks the suite, not speed")
     parser.add_argument("--out", type=Path, help="write the measurements as JSON here (e.g. perf/results.json)")
     parser.add_argument(
-        "--only", choices=["grading", "pass@k", "sampling", "eval-jobs", "planning"], action="append",
+        "--only", choices=["grading", "pass@k", "sampling", "eval-jobs", "warm-start", "planning"], action="append",
         help="run a subset"
     )
     parser.add_argument(
@@ -492,6 +564,7 @@ def main(argv: list[str] | None = None) -> int:
         "pass@k": measure_pass_at_k,
         "sampling": measure_sampling,
         "eval-jobs": measure_eval_jobs,
+        "warm-start": measure_warm_start,
         "planning": measure_planning,
     }
     started = time.perf_counter()

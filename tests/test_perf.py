@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-MEASUREMENTS = ("grading", "pass@k", "sampling", "eval-jobs", "planning")
+MEASUREMENTS = ("grading", "pass@k", "sampling", "eval-jobs", "warm-start", "planning")
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +58,7 @@ def test_quick_mode_grading_verdicts_identical_and_json_written(quick_run) -> No
     assert by_name["grading"]["checks"]["verdicts_identical_on_subsample"] is True
     assert by_name["pass@k"]["checks"]["agree_within_1e-9"] is True
     assert by_name["eval-jobs"]["checks"]["same_samples"] is True
+    assert by_name["warm-start"]["checks"] == {"every_job_served": True, "same_samples": True}
     for m in by_name.values():
         assert m["baseline_s"] > 0 and m["optimized_s"] > 0 and m["ratio"] > 0  # measured, not asserted fast
 

@@ -50,6 +50,9 @@ IMPORT_TIME_PREFIXES = (
     "TORCH",
     "PYTORCH",
     "CUDA",
+    "ATEN_",  # the CPU kernel variant torch picks at its first operation (quagmire.determinism)
+    "ONEDNN",
+    "DNNL",
     "OMP_",
     "MKL_",
     "OPENBLAS",
