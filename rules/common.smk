@@ -64,7 +64,7 @@ if not any(study.reads_hub for study in STUDIES.values()):
 #     is the same either way. Not for cluster, touch or dry runs, nor under --sdm conda (another interpreter);
 #     QUAGMIRE_WARM_START=0 turns it off. The server gets the environment a job gets (PYTHONPATH as in (2), the
 #     thread variables Snakemake sets for a job of the first study's `threads`); a job that differs runs cold.
-from quagmire import warm_start as _warm_start  # noqa: E402
+import quagmire.warm_start as _warm_start  # noqa: E402
 
 _WARM_SERVER = _warm_start.Server(log_path="logs/warm_start.log")
 
