@@ -61,7 +61,7 @@ if not any(study.reads_hub for study in STUDIES.values()):
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 # (6) A local run starts the warm-start server (quagmire.warm_start): each job forks from one process that has
 #     imported torch, transformers and TRL once, instead of spending ~6 s importing them itself; what a job computes
-#     is the same either way. Not for cluster, touch or dry runs, nor under --sdm conda (another interpreter);
+#     is the same either way. Not for cluster, touch or dry runs, nor with any --sdm (another interpreter);
 #     QUAGMIRE_WARM_START=0 turns it off. The server gets the environment a job gets (PYTHONPATH as in (2), the
 #     thread variables Snakemake sets for a job of the first study's `threads`); a job that differs runs cold.
 import quagmire.warm_start as _warm_start  # noqa: E402
@@ -74,7 +74,7 @@ def _start_warm_server():
         workflow.local_exec
         and workflow.is_main_process
         and not workflow.touch
-        and DeploymentMethod.CONDA not in workflow.deployment_settings.deployment_method
+        and not workflow.deployment_settings.deployment_method  # conda, apptainer, env modules: another python
         and _warm_start.enabled()
     ):
         return

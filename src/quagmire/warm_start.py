@@ -19,7 +19,8 @@ the same interpreter, the same `sys.path`, and the same environment variables th
 says why on its stderr and runs cold. Nothing here decides a result.
 
 Scope: local execution only (`snakemake --cores N`; the Snakefile starts and stops the server, see
-rules/common.smk). Cluster jobs run cold on their nodes, as do jobs in a `--sdm conda` env (another interpreter).
+rules/common.smk). Cluster jobs run cold on their nodes, as do jobs under any `--sdm` (a conda env or a
+container: another interpreter).
 `QUAGMIRE_WARM_START=0` turns it off.
 """
 
