@@ -280,6 +280,16 @@ def _save_tiny_model(folder: Path) -> None:
     tok.save_pretrained(folder)
 
 
+def _write_addition_benchmark(path: Path, name: str, problems: int, rng: np.random.Generator) -> Path:
+    """A benchmark file of `problems` two-digit additions (problem_id, prompt, answer), drawn from `rng`."""
+    import pandas as pd
+
+    pairs = rng.integers(10, 99, size=(problems, 2))
+    pd.DataFrame({"problem_id": [f"{name}-{i}" for i in range(problems)], "prompt": [f"{x}+{y}=" for x, y in pairs],
+                  "answer": [str(x + y) for x, y in pairs]}).to_parquet(path)
+    return path
+
+
 def measure_sampling(n: int, prompts_per_call: int, calls: int, baseline_completions: int, max_new: int) -> Measurement:
     """Batched n-sample generate vs one generate per completion, compared as seconds per completion."""
     import torch
@@ -361,11 +371,7 @@ def measure_eval_jobs(benchmarks: int, problems: int, n: int, max_new: int) -> M
         _save_tiny_model(root / "model")
         paths = {}
         for b in range(benchmarks):
-            pairs = rng.integers(10, 99, size=(problems, 2))
-            paths[f"b{b}"] = root / f"b{b}.parquet"
-            pd.DataFrame({"problem_id": [f"b{b}-{i}" for i in range(problems)],
-                          "prompt": [f"{x}+{y}=" for x, y in pairs],
-                          "answer": [str(x + y) for x, y in pairs]}).to_parquet(paths[f"b{b}"])
+            paths[f"b{b}"] = _write_addition_benchmark(root / f"b{b}.parquet", f"b{b}", problems, rng)
 
         def cli(*args: str) -> None:
             subprocess.run([sys.executable, "-m", "quagmire.cli", *args, "--model", str(root / "model"),
@@ -407,14 +413,12 @@ def measure_warm_start(jobs: int, problems: int, n: int, max_new: int) -> Measur
     settings = json.dumps({"n": n, "temperature": 1.0, "top_p": 1.0, "max_new_tokens": max_new, "seed": 1,
                            "prompts_per_call": 16, "backend": "hf"})
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), *filter(None, [env.get("PYTHONPATH")])])
+    env = warm_start.job_environment(env, REPO / "src", threads=1)  # both sides run as a local DAG's jobs
     env.pop(warm_start.SOCKET_ENV, None)
     with tempfile.TemporaryDirectory(prefix="quagmire-perf-") as tmp:
         root = Path(tmp)
         _save_tiny_model(root / "model")
-        pairs = np.random.default_rng(SEED).integers(10, 99, size=(problems, 2))
-        pd.DataFrame({"problem_id": [f"b-{i}" for i in range(problems)], "prompt": [f"{x}+{y}=" for x, y in pairs],
-                      "answer": [str(x + y) for x, y in pairs]}).to_parquet(root / "b.parquet")
+        _write_addition_benchmark(root / "b.parquet", "b", problems, np.random.default_rng(SEED))
 
         def run_jobs(tag: str, job_env: dict[str, str]) -> list[str]:
             logs = []
@@ -433,9 +437,7 @@ def measure_warm_start(jobs: int, problems: int, n: int, max_new: int) -> Measur
             server = warm_start.Server(root / "warm.log")
             path = Path(server.start(env))
             try:
-                while not path.exists():
-                    assert server.process.poll() is None, (root / "warm.log").read_text()
-                    time.sleep(0.02)
+                server.wait_ready()
                 return run_jobs("warm", {**env, warm_start.SOCKET_ENV: str(path)})
             finally:
                 server.stop()

@@ -78,9 +78,8 @@ def _start_warm_server():
         and _warm_start.enabled()
     ):
         return
-    threads = str(next(iter(STUDIES.values())).config["threads"])
-    env = dict(os.environ, **{name: threads for name in _warm_start.THREAD_VARIABLES})
-    env["PYTHONPATH"] = str(_SRC) + (f":{env['PYTHONPATH']}" if env.get("PYTHONPATH") else "")
+    threads = next(iter(STUDIES.values())).config["threads"]
+    env = _warm_start.job_environment(os.environ, _SRC, threads)
     os.environ[_warm_start.SOCKET_ENV] = _WARM_SERVER.start(env)
 
 

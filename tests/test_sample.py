@@ -222,6 +222,10 @@ def test_per_model_jobs_give_the_samples_of_per_benchmark_jobs(
             assert meta[key] == whole_meta[key], key
     with pytest.raises(QuagmireError, match="holds no samples of"):
         gather_samples(shards, tiny_world / "benchmarks" / "elsewhere.parquet", tmp_path / "x.parquet")
+    # The benchmark is matched as a file: the grade job may name it relative to its working directory
+    relative = Path(os.path.relpath(benchmarks["mul2"]))
+    meta = gather_samples(shards, relative, tmp_path / "relative.parquet")
+    assert meta["benchmark"] == str(relative) and len(pd.read_parquet(tmp_path / "relative.parquet"))
 
 
 def _count_draws(monkeypatch: pytest.MonkeyPatch, drawn: list[int], kill_after: int | None = None) -> None:

@@ -203,6 +203,26 @@ def test_the_switch() -> None:
     assert not any(warm_start.enabled({warm_start.SWITCH_ENV: v}) for v in ("0", "false", "Off", "no"))
 
 
+def test_job_environment_is_a_local_jobs() -> None:
+    """What rules/common.smk starts the server in: this checkout's src/ first on PYTHONPATH, as the jobs' shell
+    prefix puts it, and the thread variables Snakemake sets for a job of `threads` threads."""
+    env = warm_start.job_environment({"PYTHONPATH": "/elsewhere", "HOME": "/h"}, "/repo/src", threads=3)
+    assert env["PYTHONPATH"] == f"/repo/src{os.pathsep}/elsewhere" and env["HOME"] == "/h"
+    assert {env[name] for name in warm_start.THREAD_VARIABLES} == {"3"}
+    assert warm_start.job_environment({}, "/repo/src", threads=1)["PYTHONPATH"] == "/repo/src"
+
+
+def test_wait_ready_says_when_the_server_cannot_start(entry_dir, tmp_path) -> None:
+    server = warm_start.Server(tmp_path / "warm.log", preload=["no_such_module_anywhere"])
+    server.start(_env(entry_dir))
+    try:
+        with pytest.raises(RuntimeError, match="the warm-start server exited"):
+            server.wait_ready(timeout_s=60)
+    finally:
+        server.stop()
+    assert "No module named 'no_such_module_anywhere'" in (tmp_path / "warm.log").read_text()
+
+
 def test_a_server_ends_when_the_process_that_started_it_dies(entry_dir, tmp_path) -> None:
     """The Snakefile stops its server on success and on error; if Snakemake itself is killed, the kernel does."""
     socket_path = tmp_path / "s"
@@ -233,7 +253,7 @@ def test_server_start_and_stop(entry_dir, tmp_path) -> None:
     server = warm_start.Server(tmp_path / "logs" / "warm.log", preload=["json"], entry="warm_entry_for_tests:main")
     path = Path(server.start(_env(entry_dir)))
     try:
-        _wait_for(path, server.process)
+        server.wait_ready()
         job = _job(path, entry_dir, "echo", "served")
         assert (job.returncode, job.stdout) == (0, "served\n"), job.stderr
     finally:

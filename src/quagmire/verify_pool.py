@@ -197,13 +197,14 @@ def grade_one(gold: str, completion: str) -> Verdict:
     return _verdict(status, boxed, parsed_extracted)
 
 
-def _die_with_parent() -> None:
-    """Ask Linux to kill this worker when the process that started it dies (best effort)."""
+def die_with_parent(signum: int = signal.SIGKILL) -> None:
+    """Ask Linux to send this process `signum` when the process that started it dies (best effort): a grading
+    worker is killed; the warm-start server (`quagmire.warm_start`) is asked to stop."""
     if not sys.platform.startswith("linux"):
         return
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        libc.prctl(_PR_SET_PDEATHSIG, signum)
 
 
 def _cpu_backstop(budget_s: float) -> None:
@@ -257,7 +258,7 @@ def _worker_main(conn: Connection, timeout_s: float, memory_limit_bytes: int | N
     parsed yet parses it first and sends a "mark": the gold's parse (bounded when the gold was checked) is not
     charged to the answer, so a pair's verdict does not depend on which worker drew it.
     """
-    _die_with_parent()
+    die_with_parent()
     with contextlib.suppress(ImportError, OSError, ValueError):
         import resource
 

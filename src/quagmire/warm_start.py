@@ -92,6 +92,15 @@ ENTRY = "quagmire.cli:main"
 _LENGTH = struct.Struct("!Q")
 
 
+def job_environment(environ: Mapping[str, str], src: str | os.PathLike[str], threads: int) -> dict[str, str]:
+    """The environment a local Snakemake job of this workflow gets, for the server to import in: `environ` with
+    `src` first on PYTHONPATH (as rules/common.smk's shell prefix puts it) and Snakemake's thread variables set to
+    `threads` (a job's threads; jobs of other thread counts differ and run cold)."""
+    env = dict(environ, **{name: str(threads) for name in THREAD_VARIABLES})
+    env["PYTHONPATH"] = os.pathsep.join([str(src), *filter(None, [environ.get("PYTHONPATH")])])
+    return env
+
+
 def import_time_env(env: Mapping[str, str]) -> dict[str, str]:
     """The part of `env` that modules read at import time (`IMPORT_TIME_PREFIXES`)."""
     return {k: v for k, v in env.items() if k.startswith(IMPORT_TIME_PREFIXES)}
@@ -292,7 +301,7 @@ def serve(
     log: Callable[[str], None] | None = None,
 ) -> None:
     """Import `preload`, listen on the Unix socket `path`, and run each request in a forked child until SIGTERM
-    (or until the process that started the server dies: see `_die_with_parent`).
+    (or until the process that started the server dies: see `main`).
 
     One thread throughout, so a fork never copies a lock held by another thread; children are reaped as they end
     (SIGCHLD wakes the loop) and their exit codes sent to their jobs.
@@ -419,17 +428,6 @@ def _reap(running: dict[int, socket.socket], block: bool) -> None:
             conn.close()
 
 
-def _die_with_parent() -> None:
-    """Ask Linux to end this server (SIGTERM) when the process that started it dies (best effort)."""
-    import ctypes
-
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
-    if os.getppid() == 1:  # the parent died before the request above: nobody is left to serve
-        sys.exit(0)
-
-
 # ---- starting and stopping a server (the Snakefile's onstart / onsuccess / onerror) ----------------------------
 class Server:
     """A warm-start server process for one Snakemake run: `start()` returns the socket path to export to jobs."""
@@ -459,6 +457,21 @@ class Server:
                 command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=dict(env or os.environ)
             )
         return self.socket_path
+
+    def wait_ready(self, timeout_s: float = 120.0) -> None:
+        """Block until the server listens (its imports done); raise if it exits or takes longer than `timeout_s`.
+
+        Snakemake never waits (a job that comes early runs cold); the performance suite and tests do.
+        """
+        import time
+
+        deadline = time.monotonic() + timeout_s
+        while not os.path.exists(self.socket_path):
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the warm-start server exited ({self.process.returncode}); see {self.log_path}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the warm-start server did not listen within {timeout_s:g} s")
+            time.sleep(0.02)
 
     def stop(self, timeout_s: float = 30.0) -> None:
         import shutil
@@ -490,7 +503,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--preload", action="append", default=None)
     parser.add_argument("--entry", default=ENTRY)
     args = parser.parse_args(argv)
-    _die_with_parent()
+    from quagmire.verify_pool import die_with_parent
+
+    die_with_parent(signal.SIGTERM)  # Snakemake killed outright: the kernel stops the server
+    if os.getppid() == 1:  # the parent died before that request: nobody is left to serve
+        return 0
     serve(args.socket, PRELOAD if args.preload is None else args.preload, args.entry)
     return 0
 

@@ -26,11 +26,12 @@ MODEL_SHARD_KEY = "per_benchmark"  # a per-model shard's metadata: each benchmar
 
 def _benchmark_part(path: Path, meta: dict[str, Any], benchmark: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     """One shard file's samples and metadata for `benchmark`: the whole file when it is a per-benchmark shard,
-    that benchmark's rows and metadata when it is a per-model one (`sample_model_to_file`)."""
+    that benchmark's rows and metadata when it is a per-model one (`sample_model_to_file`). The benchmark is
+    matched as a file: a relative path recorded by the sampling job matches the absolute one of the same file."""
     if MODEL_SHARD_KEY not in meta:
         return pd.read_parquet(path), meta
     parts = meta[MODEL_SHARD_KEY]
-    names = [name for name, part in parts.items() if part["benchmark"] == str(benchmark)]
+    names = [name for name, part in parts.items() if Path(part["benchmark"]).resolve() == benchmark.resolve()]
     if not names:
         raise QuagmireError(f"gather: shard {path} holds no samples of {benchmark} (it has: {', '.join(parts)})")
     frame = pd.read_parquet(path)
