@@ -53,6 +53,7 @@ from typing import Any
 
 from quagmire import answers
 from quagmire.errors import QuagmireError
+from quagmire.processes import die_with_parent
 from quagmire.statuses import CORRECT, GOLD_INVALID, INCORRECT, NO_ANSWER, STATUSES, TIMEOUT  # noqa: F401 (re-exported)
 
 GOLD_UNPARSEABLE = "gold_unparseable"  # Verdict.reason of a gold_invalid verdict: math-verify finds nothing in it
@@ -73,7 +74,6 @@ _BACKSTOP_WALL_EXTRA_S = 60.0
 _MIN_WAIT_S = 0.002  # shortest sleep of the parent between looks at its busy workers
 _LOOK_S = 0.005  # the parent's look at workers that all have work queued (a batch is ~32 items, >= ~10 ms)
 _GOLD_CACHE_SIZE = 4096  # parsed golds kept per worker (a benchmark has few distinct golds)
-_PR_SET_PDEATHSIG = 1  # linux prctl option: signal this process when its parent dies
 
 _log = logging.getLogger(__name__)
 
@@ -195,16 +195,6 @@ def grade_one(gold: str, completion: str) -> Verdict:
     gold_text, answer_text, boxed = prepared_pair(gold, completion)
     status, parsed_extracted = _grade_texts(gold_text, answer_text)
     return _verdict(status, boxed, parsed_extracted)
-
-
-def die_with_parent(signum: int = signal.SIGKILL) -> None:
-    """Ask Linux to send this process `signum` when the process that started it dies (best effort): a grading
-    worker is killed; the warm-start server (`quagmire.warm_start`) is asked to stop."""
-    if not sys.platform.startswith("linux"):
-        return
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signum)
 
 
 def _cpu_backstop(budget_s: float) -> None:

@@ -503,7 +503,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--preload", action="append", default=None)
     parser.add_argument("--entry", default=ENTRY)
     args = parser.parse_args(argv)
-    from quagmire.verify_pool import die_with_parent
+    from quagmire.processes import die_with_parent
 
     die_with_parent(signal.SIGTERM)  # Snakemake killed outright: the kernel stops the server
     if os.getppid() == 1:  # the parent died before that request: nobody is left to serve
